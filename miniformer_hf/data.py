@@ -1,0 +1,466 @@
+"""Sequence-to-sequence data: built-in tasks generated locally, and users' own text pairs.
+
+Every loader returns a `datasets.DatasetDict` whose splits have string columns ``source`` and
+``target`` (built-in tasks add a few descriptive columns). Nothing is downloaded.
+
+Built-in tasks (see `BUILTIN_TASKS` and `load_task`):
+
+* ``dates``   dates written out in words by `babel` in a dozen locales ("Tuesday, 3 March 1998",
+  "3. März 1998", "3 de marzo de 1998", "1998年3月3日") mapped to ISO ``YYYY-MM-DD``. The
+  ``validation`` and ``test`` splits are made of calendar dates that never occur in ``train``
+  under any locale or format, so exact match on them measures generalisation, not recall.
+* ``copy`` / ``reverse``  the toy task of "The Annotated Transformer": a sequence of symbols is
+  copied (or reversed). A model that works learns it within seconds. Held-out sequences never
+  occur in ``train``.
+
+Users' own data (`load_text_pairs`): JSON Lines, JSON (an array of objects) or CSV/TSV files with a
+source and a target column. Anything wrong with such a file raises `DataError`, whose message is
+one line naming the file, the problem and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterable, Mapping, Sequence
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, get_date_format
+from datasets import Dataset, DatasetDict, concatenate_datasets
+
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "DATE_FORMATS",
+    "DEFAULT_LOCALES",
+    "BuiltinTask",
+    "DataError",
+    "load_task",
+    "load_text_pairs",
+    "make_date_dataset",
+    "make_toy_dataset",
+]
+
+
+class DataError(ValueError):
+    """A data file (or a request for data) that cannot be used; the message is a single line."""
+
+    def __init__(self, path: str | os.PathLike | None, problem: str, expected: str):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        self.expected = expected
+        where = f"{self.path}: " if self.path is not None else ""
+        message = f"{where}{problem}; expected {expected}"
+        # One line, whatever the pieces contained (a column name with a newline, say).
+        super().__init__(" ".join(message.split()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Date normalisation
+# ---------------------------------------------------------------------------------------------
+
+# Locales whose CLDR date formats spell the month out (or label each field, as 年/月/日 do).
+DEFAULT_LOCALES: tuple[str, ...] = (
+    "en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT",
+    "pt_BR", "nl_NL", "sv_SE", "pl_PL", "ja_JP", "zh_CN",
+)  # fmt: skip
+
+# CLDR's named date formats; "short" is left out because it is all digits in every locale.
+DATE_FORMATS: tuple[str, ...] = ("full", "long", "medium")
+
+# A date with day > 12 and a distinct month/day/year, used to tell formats apart.
+_PROBE_DATE = datetime.date(1998, 3, 23)
+
+
+@dataclass(frozen=True)
+class _DateStyle:
+    locale_name: str
+    format_name: str
+    locale: Locale
+    pattern: str
+
+
+def _date_styles(locales: Sequence[str], formats: Sequence[str]) -> list[_DateStyle]:
+    """Resolve every locale × format to a babel pattern, once, dropping the all-numeric ones.
+
+    A format is all-numeric when it writes a date with digits and punctuation only
+    ("03.03.1998", "1998/03/03"): those are ambiguous across locales (is 03/04 March or April?),
+    so they are not a fair task. Two names that give the same pattern in one locale (zh_CN's
+    "long" and "medium") are kept once, so no pattern is sampled twice as often as the others.
+    """
+    unknown_formats = [name for name in formats if name not in DATE_FORMATS]
+    if unknown_formats:
+        raise DataError(None, f"unknown date format(s) {unknown_formats}", f"names among {list(DATE_FORMATS)}")
+    styles = []
+    for locale_name in locales:
+        try:
+            locale = Locale.parse(locale_name)
+        except (UnknownLocaleError, ValueError, TypeError) as error:
+            raise DataError(
+                None, f"unknown locale {locale_name!r} ({error})", "a CLDR locale identifier such as 'en_GB'"
+            ) from error
+        seen_patterns = set()
+        for format_name in formats:
+            pattern = get_date_format(format_name, locale=locale).pattern
+            if pattern in seen_patterns:
+                continue
+            if not any(char.isalpha() for char in format_date(_PROBE_DATE, pattern, locale=locale)):
+                logger.debug("Skipping all-numeric date format %s/%s (%r)", locale_name, format_name, pattern)
+                continue
+            seen_patterns.add(pattern)
+            styles.append(_DateStyle(locale_name, format_name, locale, pattern))
+    return styles
+
+
+def _date_split(examples: Iterable[tuple[datetime.date, _DateStyle]]) -> Dataset:
+    columns: dict[str, list[str]] = {"source": [], "target": [], "locale": [], "format": []}
+    for date, style in examples:
+        columns["source"].append(format_date(date, style.pattern, locale=style.locale))
+        columns["target"].append(date.isoformat())
+        columns["locale"].append(style.locale_name)
+        columns["format"].append(style.format_name)
+    return Dataset.from_dict(columns)
+
+
+def make_date_dataset(
+    num_train: int = 50_000,
+    num_validation: int = 1_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+    locales: Sequence[str] = DEFAULT_LOCALES,
+    formats: Sequence[str] = DATE_FORMATS,
+    start_year: int = 1900,
+    end_year: int = 2099,
+) -> DatasetDict:
+    """Dates written out in words in several locales, mapped to ISO ``YYYY-MM-DD``.
+
+    Columns: ``source`` ("3 de marzo de 1998"), ``target`` ("1998-03-03"), ``locale`` ("es_ES")
+    and ``format`` ("long"). The result depends only on the arguments (and the pinned babel).
+
+    Held-out splits: ``num_validation + num_test`` calendar dates between ``start_year`` and
+    ``end_year`` are set aside first; each gives one validation or test example (in a random
+    locale and format), and none of them appears in ``train`` in any locale or format. The
+    ``train`` examples are distinct (date, locale, format) triples drawn from the other dates,
+    with each locale equally likely.
+    """
+    for name, value in (("num_train", num_train), ("num_validation", num_validation), ("num_test", num_test)):
+        if not isinstance(value, int) or value < 0:
+            raise DataError(None, f"{name}={value!r}", "a non-negative integer")
+    if not start_year <= end_year or start_year < 1 or end_year > 9999:
+        raise DataError(
+            None, f"year range {start_year}..{end_year}", "1 <= start_year <= end_year <= 9999 (four-digit ISO years)"
+        )
+    if not locales:
+        raise DataError(None, "no locales given", f"at least one locale, for example {list(DEFAULT_LOCALES[:3])}")
+    styles = _date_styles(locales, formats)
+    if not styles:
+        raise DataError(
+            None,
+            f"every format {list(formats)} is all-numeric in locales {list(locales)}",
+            "at least one locale/format that writes the month in words (add 'long' or 'full')",
+        )
+    styles_by_locale: dict[str, list[_DateStyle]] = {}
+    for style in styles:
+        styles_by_locale.setdefault(style.locale_name, []).append(style)
+    locale_names = list(styles_by_locale)
+
+    first_day = datetime.date(start_year, 1, 1).toordinal()
+    last_day = datetime.date(end_year, 12, 31).toordinal()
+    num_days = last_day - first_day + 1
+    num_held_out = num_validation + num_test
+    if num_held_out >= num_days:
+        raise DataError(
+            None,
+            f"{num_held_out} held-out dates requested but {start_year}..{end_year} has only {num_days} days",
+            "num_validation + num_test below the number of days, so some dates remain for training",
+        )
+    num_train_days = num_days - num_held_out
+    # Every (date, locale, format) triple of the training dates is a possible training example.
+    capacity = num_train_days * len(styles)
+    if num_train > capacity // 2:
+        raise DataError(
+            None,
+            f"num_train={num_train} is more than half of the {capacity} distinct training examples available",
+            "a smaller num_train, or a wider year range / more locales",
+        )
+
+    rng = random.Random(seed)
+    held_out = rng.sample(range(first_day, last_day + 1), num_held_out)
+    held_out_set = set(held_out)
+    train_days = [day for day in range(first_day, last_day + 1) if day not in held_out_set]
+
+    def random_style() -> _DateStyle:
+        return rng.choice(styles_by_locale[rng.choice(locale_names)])
+
+    seen: set[tuple[int, str, str]] = set()
+    train_examples = []
+    while len(train_examples) < num_train:
+        day = rng.choice(train_days)
+        style = random_style()
+        key = (day, style.locale_name, style.pattern)
+        if key in seen:
+            continue
+        seen.add(key)
+        train_examples.append((datetime.date.fromordinal(day), style))
+    validation_examples = [(datetime.date.fromordinal(day), random_style()) for day in held_out[:num_validation]]
+    test_examples = [(datetime.date.fromordinal(day), random_style()) for day in held_out[num_validation:]]
+
+    return DatasetDict(
+        train=_date_split(train_examples),
+        validation=_date_split(validation_examples),
+        test=_date_split(test_examples),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Copy / reverse toy task
+# ---------------------------------------------------------------------------------------------
+
+TOY_TASKS: tuple[str, ...] = ("copy", "reverse")
+
+
+def make_toy_dataset(
+    task: str = "copy",
+    num_train: int = 10_000,
+    num_validation: int = 500,
+    num_test: int = 500,
+    min_len: int = 3,
+    max_len: int = 10,
+    vocab: str | Sequence[str] = "abcdefghij",
+    seed: int = 0,
+) -> DatasetDict:
+    """Random symbol sequences to copy or reverse, symbols separated by single spaces.
+
+    ``source`` "c a f b" has ``target`` "c a f b" (copy) or "b f a c" (reverse). Lengths are
+    uniform in ``[min_len, max_len]``. All sequences are distinct, so no validation or test
+    source occurs in ``train``. Symbols are single characters (or any strings without spaces),
+    so a character-level tokenizer and a word-level one both fit.
+    """
+    if task not in TOY_TASKS:
+        raise DataError(None, f"unknown toy task {task!r}", f"one of {list(TOY_TASKS)}")
+    symbols = list(vocab)
+    if not symbols or len(set(symbols)) != len(symbols) or any(not s or s.isspace() or " " in s for s in symbols):
+        raise DataError(None, f"toy vocabulary {symbols!r}", "distinct, non-empty symbols without spaces")
+    if not 1 <= min_len <= max_len:
+        raise DataError(None, f"sequence lengths min_len={min_len}, max_len={max_len}", "1 <= min_len <= max_len")
+    total = num_train + num_validation + num_test
+    available = sum(len(symbols) ** length for length in range(min_len, max_len + 1))
+    if total > available // 2:
+        raise DataError(
+            None,
+            f"{total} distinct sequences requested but only {available} exist for lengths {min_len}..{max_len}",
+            "fewer examples, a larger vocab or a larger max_len",
+        )
+
+    rng = random.Random(seed)
+    sequences: set[tuple[str, ...]] = set()
+    ordered: list[tuple[str, ...]] = []
+    while len(ordered) < total:
+        sequence = tuple(rng.choice(symbols) for _ in range(rng.randint(min_len, max_len)))
+        if sequence not in sequences:
+            sequences.add(sequence)
+            ordered.append(sequence)
+
+    def split(part: list[tuple[str, ...]]) -> Dataset:
+        targets = part if task == "copy" else [sequence[::-1] for sequence in part]
+        return Dataset.from_dict({"source": [" ".join(s) for s in part], "target": [" ".join(t) for t in targets]})
+
+    return DatasetDict(
+        train=split(ordered[:num_train]),
+        validation=split(ordered[num_train : num_train + num_validation]),
+        test=split(ordered[num_train + num_validation :]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Users' own text pairs
+# ---------------------------------------------------------------------------------------------
+
+_JSON_SUFFIXES = (".jsonl", ".json")
+_CSV_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+_SUPPORTED_SUFFIXES = _JSON_SUFFIXES + tuple(_CSV_DELIMITERS)
+
+
+def _read_text(path: str) -> str:
+    if not os.path.exists(path):
+        raise DataError(path, "file not found", "an existing JSONL or CSV file (check the path)")
+    if not os.path.isfile(path):
+        raise DataError(path, "not a regular file", "a JSONL or CSV file, not a directory")
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        # utf-8-sig: also accept the byte-order mark that spreadsheet programs write.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            path,
+            f"undecodable byte 0x{raw[error.start]:02x} at byte offset {error.start}",
+            "UTF-8 text (re-save the file as UTF-8)",
+        ) from error
+    if not text.strip():
+        raise DataError(path, "file is empty", "a header row (CSV) or one JSON object per line (JSONL) with examples")
+    return text
+
+
+def _check_value(path: str, where: str, column: str, value: object) -> str:
+    if value is None:
+        raise DataError(path, f"{where}: column {column!r} is missing or null", "a non-empty string in every row")
+    if not isinstance(value, str):
+        raise DataError(path, f"{where}: column {column!r} is a {type(value).__name__} ({value!r})", "a string")
+    if not value:
+        raise DataError(path, f"{where}: column {column!r} is empty", "a non-empty string in every row")
+    return value
+
+
+def _read_json_rows(path: str, suffix: str, text: str) -> Iterable[tuple[str, object]]:
+    """Yield (location, row) for a JSON array file or a JSON Lines file."""
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(path, f"invalid JSON at line {error.lineno} ({error.msg})", "a JSON array of objects") from error
+        for index, row in enumerate(rows):
+            yield f"item {index}", row
+        return
+    # Split on "\n" only: str.splitlines would also split inside strings holding U+2028 and the like.
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {line_number}", json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(
+                path, f"line {line_number} is not valid JSON ({error.msg})", "one JSON object per line (JSON Lines)"
+            ) from error
+
+
+def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in _SUPPORTED_SUFFIXES:
+        raise DataError(path, f"unsupported file extension {suffix or '(none)'!r}", f"one of {list(_SUPPORTED_SUFFIXES)}")
+    text = _read_text(path)
+    columns = (source_column, target_column)
+    sources: list[str] = []
+    targets: list[str] = []
+
+    if suffix in _JSON_SUFFIXES:
+        for where, row in _read_json_rows(path, suffix, text):
+            if not isinstance(row, dict):
+                raise DataError(path, f"{where} is a JSON {type(row).__name__}", f"an object with keys {list(columns)}")
+            missing = [column for column in columns if column not in row]
+            if missing:
+                raise DataError(
+                    path,
+                    f"{where} has no key(s) {missing} (keys: {sorted(row)})",
+                    f"keys {list(columns)} (or pass source_column/target_column)",
+                )
+            sources.append(_check_value(path, where, source_column, row[source_column]))
+            targets.append(_check_value(path, where, target_column, row[target_column]))
+    else:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_CSV_DELIMITERS[suffix])
+        header = reader.fieldnames or []
+        missing = [column for column in columns if column not in header]
+        if missing:
+            raise DataError(
+                path,
+                f"header has no column(s) {missing} (header: {header})",
+                f"a header row naming {list(columns)} (or pass source_column/target_column)",
+            )
+        try:
+            for row in reader:
+                # The header is line 1; a quoted field may span lines, so use the reader's count.
+                where = f"line {reader.line_num}"
+                sources.append(_check_value(path, where, source_column, row[source_column]))
+                targets.append(_check_value(path, where, target_column, row[target_column]))
+        except csv.Error as error:
+            raise DataError(path, f"malformed CSV near line {reader.line_num} ({error})", "well-formed CSV") from error
+
+    if not sources:
+        raise DataError(path, "no examples found", f"at least one row with columns {list(columns)}")
+    return Dataset.from_dict({"source": sources, "target": targets})
+
+
+def _load_split(paths: str | os.PathLike | Sequence[str | os.PathLike], source_column: str, target_column: str) -> Dataset:
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise DataError(None, "no data files given", "at least one JSONL or CSV path")
+    return concatenate_datasets([_read_pairs(os.fspath(path), source_column, target_column) for path in paths])
+
+
+def load_text_pairs(
+    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike | Sequence],
+    source_column: str = "source",
+    target_column: str = "target",
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> DatasetDict:
+    """Load source/target pairs from JSON Lines, JSON or CSV/TSV files into a `DatasetDict`.
+
+    ``path_or_paths`` is a file, a list of files (concatenated), or a mapping from split name to
+    file(s), e.g. ``{"train": "train.csv", "validation": "dev.csv"}``. Without a ``validation``
+    split in a mapping, ``validation_fraction`` of ``train`` (shuffled with ``seed``) becomes
+    ``validation``; 0 keeps everything in ``train``. The splits have columns ``source`` and
+    ``target`` whatever the columns were called in the files.
+
+    Raises `DataError` (a `ValueError` with a one-line message) for a missing, empty or
+    non-UTF-8 file, a missing column, or a null/non-string value.
+    """
+    if not 0 <= validation_fraction < 1:
+        raise DataError(None, f"validation_fraction={validation_fraction}", "a fraction in [0, 1)")
+    if isinstance(path_or_paths, Mapping):
+        splits = {name: _load_split(paths, source_column, target_column) for name, paths in path_or_paths.items()}
+        if "train" not in splits:
+            raise DataError(None, f"data file splits {sorted(splits)} have no 'train'", "a mapping with a 'train' entry")
+    else:
+        splits = {"train": _load_split(path_or_paths, source_column, target_column)}
+
+    if "validation" not in splits and validation_fraction > 0:
+        train = splits["train"]
+        num_validation = max(1, round(len(train) * validation_fraction))
+        if len(train) - num_validation < 1:
+            raise DataError(
+                None,
+                f"only {len(train)} example(s), too few to hold out a validation fraction of {validation_fraction}",
+                "more examples, a separate validation file, or validation_fraction=0",
+            )
+        parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
+        splits["train"], splits["validation"] = parts["train"], parts["test"]
+    return DatasetDict(splits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltinTask:
+    """A task that `load_task` can build locally; ``tokenizer`` is the kind that suits it."""
+
+    name: str
+    description: str
+    build: Callable[..., DatasetDict]
+    tokenizer: str = "char"
+
+
+BUILTIN_TASKS: dict[str, BuiltinTask] = {
+    "dates": BuiltinTask("dates", "dates in words in a dozen locales -> ISO YYYY-MM-DD", make_date_dataset),
+    "copy": BuiltinTask("copy", "copy a sequence of symbols", partial(make_toy_dataset, task="copy")),
+    "reverse": BuiltinTask("reverse", "reverse a sequence of symbols", partial(make_toy_dataset, task="reverse")),
+}
+
+
+def load_task(name: str, **kwargs) -> DatasetDict:
+    """Build the built-in task ``name`` ("dates", "copy" or "reverse"); ``kwargs`` go to its builder."""
+    if name not in BUILTIN_TASKS:
+        raise DataError(None, f"unknown task {name!r}", f"one of {sorted(BUILTIN_TASKS)}, or a path to your own data file")
+    return BUILTIN_TASKS[name].build(**kwargs)

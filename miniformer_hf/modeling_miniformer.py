@@ -1,0 +1,1053 @@
+"""Miniformer: the encoder-decoder Transformer of Vaswani et al., "Attention Is All You Need" (2017),
+https://arxiv.org/abs/1706.03762, written in paper order as a native Hugging Face ``transformers`` model.
+
+This file travels with every saved checkpoint (``trust_remote_code``): it imports only the standard
+library, ``torch``, public ``transformers`` API and the configuration beside it.
+
+Contents (paper order)
+    1. Positional encoding ............................ §3.5
+    2. Embeddings (shared, scaled by sqrt(d_model)) ... §3.4
+    3. Scaled dot-product attention ................... §3.2.1, Eq. 1
+    4. Multi-head attention ........................... §3.2.2
+    5. Position-wise feed-forward network ............. §3.3, Eq. 2
+    6. Residual connection + LayerNorm sub-layer ...... §3.1
+    7. Encoder and decoder layers, masking ............ §3.1, §3.2.3
+    8. Encoder and decoder stacks ..................... §3.1
+    9. PreTrainedModel classes and heads
+
+Shape legend
+    B batch, S source length, T target length (queries), K key length (S, or past + T with a cache),
+    D = d_model, H = n_heads, Dh = D / H (the paper's d_k = d_v), F = d_ff, V = vocab_size.
+
+Deviations from the paper (all off by default unless stated; each is a config field)
+    - ``norm_placement="pre"``: LayerNorm before each sub-layer plus a final LayerNorm per stack.
+    - ``positional_encoding="learned"``: learned positions (the paper's Table 3, row E).
+    - ``activation``: GELU/SiLU instead of ReLU in the feed-forward network.
+    - ``attention_dropout`` / ``activation_dropout``: dropout the paper does not apply (default 0).
+    - ``scale_embedding=False`` / ``tie_word_embeddings=False``: undo §3.4's scaling or sharing.
+    - Linear layers carry biases (the paper does not say; ``torch.nn.Transformer`` and BART do).
+    - Initialisation (unspecified in the paper): Xavier-uniform linear weights, zero biases, and
+      embeddings drawn from N(0, d_model^-0.5) so that scaled embeddings start with unit variance.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+    Seq2SeqSequenceClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput, logging
+
+from .configuration_miniformer import MiniformerConfig
+
+logger = logging.get_logger(__name__)
+
+
+def _is_tracing() -> bool:
+    """True under torch.compile / torch.export, where data-dependent checks must be skipped."""
+    return torch.compiler.is_compiling()
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. Positional encoding (§3.5)
+#    PE(pos, 2i)   = sin(pos / 10000^(2i / d_model))
+#    PE(pos, 2i+1) = cos(pos / 10000^(2i / d_model))
+# ------------------------------------------------------------------------------------------------
+
+
+def sinusoidal_table(num_positions: int, d_model: int) -> torch.Tensor:
+    """The paper's sinusoid table, sin on even and cos on odd dimensions (interleaved)."""
+    positions = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)  # (P, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(D/2),)
+    angles = positions / torch.pow(10000.0, two_i / d_model)  # (P, ceil(D/2))
+    table = torch.zeros(num_positions, d_model, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles[:, : d_model // 2])
+    return table.float()
+
+
+class MiniformerPositionalEncoding(nn.Module):
+    """Adds position information: the fixed sinusoid table (paper) or a learned table (Table 3, row E)."""
+
+    def __init__(self, config: MiniformerConfig):
+        super().__init__()
+        self.max_positions = config.max_position_embeddings
+        self.learned = config.positional_encoding == "learned"
+        if self.learned:
+            self.weight = nn.Parameter(torch.empty(self.max_positions, config.d_model))  # (P, D)
+        else:
+            # Not saved with the weights: it is a function of the config alone.
+            self.register_buffer("table", sinusoidal_table(self.max_positions, config.d_model), persistent=False)
+
+    def forward(self, seq_len: int, offset: int = 0) -> torch.Tensor:
+        if not _is_tracing() and offset + seq_len > self.max_positions:
+            raise ValueError(
+                f"Sequence reaches position {offset + seq_len}, but max_position_embeddings is "
+                f"{self.max_positions}. Shorten the input (nothing is truncated silently) or build the model "
+                "with a larger max_position_embeddings."
+            )
+        table = self.weight if self.learned else self.table
+        return table[offset : offset + seq_len]  # (L, D)
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Embeddings (§3.4): one token table shared by source and target, multiplied by sqrt(d_model),
+#    plus the positional encoding; dropout on the sum (§5.4).
+# ------------------------------------------------------------------------------------------------
+
+
+class MiniformerEmbeddings(nn.Module):
+    def __init__(self, config: MiniformerConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.embed_tokens = embed_tokens  # the shared table; the same module object in both stacks
+        self.embed_positions = MiniformerPositionalEncoding(config)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.vocab_size = config.vocab_size
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids=None, inputs_embeds=None, offset: int = 0) -> torch.Tensor:
+        if inputs_embeds is None:
+            check_token_ids(input_ids, self.embed_tokens.num_embeddings)
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale  # (B, L, D)
+        positions = self.embed_positions(inputs_embeds.shape[1], offset)  # (L, D)
+        return self.dropout(inputs_embeds + positions.to(inputs_embeds.dtype))  # (B, L, D)
+
+
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    if _is_tracing() or input_ids.numel() == 0:
+        return
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"Token id {bad} is outside the vocabulary: ids must lie in [0, {vocab_size - 1}] "
+            f"(vocab_size={vocab_size}). Check that the tokenizer matches the model, and replace "
+            "label-style -100 values with the pad id in model inputs."
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Scaled dot-product attention (§3.2.1, Eq. 1):  Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
+#    Masks are boolean and broadcast to (B, H, T, K): True where a query may attend to a key.
+# ------------------------------------------------------------------------------------------------
+
+
+def scaled_dot_product_attention(query, key, value, mask=None, dropout_p: float = 0.0, training: bool = False):
+    """The readable path: returns the output (B, H, T, Dh) and the attention weights (B, H, T, K)."""
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])  # (B, H, T, K)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, H, T, K)
+    weights = scores.softmax(dim=-1)  # (B, H, T, K)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)  # a row with nothing to attend to stays all zero
+    weights = F.dropout(weights, p=dropout_p, training=training)  # (B, H, T, K)
+    return weights @ value, weights  # (B, H, T, Dh), (B, H, T, K)
+
+
+def causal_mask(query_len: int, key_len: int, device) -> torch.Tensor:
+    """(T, K) lower-triangular mask aligned to the last key: query t sees keys up to K - T + t (§3.2.3)."""
+    return torch.ones(query_len, key_len, dtype=torch.bool, device=device).tril(diagonal=key_len - query_len)
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Multi-head attention (§3.2.2):  MultiHead(Q, K, V) = Concat(head_1..head_h) W^O,
+#    head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+# ------------------------------------------------------------------------------------------------
+
+
+class MiniformerAttention(nn.Module):
+    def __init__(self, config: MiniformerConfig, layer_idx: int, is_cross_attention: bool = False):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.is_cross_attention = is_cross_attention
+        self.n_heads = config.n_heads
+        self.head_dim = config.d_model // config.n_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False  # read by transformers' flash-attention interface; set per call
+        self.dropout_p = config.attention_dropout
+        self.q_proj = nn.Linear(config.d_model, config.d_model)  # W^Q for all heads: D -> H*Dh
+        self.k_proj = nn.Linear(config.d_model, config.d_model)  # W^K for all heads: D -> H*Dh
+        self.v_proj = nn.Linear(config.d_model, config.d_model)  # W^V for all heads: D -> H*Dh
+        self.out_proj = nn.Linear(config.d_model, config.d_model)  # W^O: H*Dh -> D
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        cache: Cache | None = None,
+        output_attentions: bool = False,
+        padding_mask: torch.Tensor | None = None,
+    ):
+        batch, query_len, _ = hidden_states.shape
+        query = self._split_heads(self.q_proj(hidden_states))  # (B, H, T, Dh)
+        key, value = self._project_keys_values(hidden_states, key_value_states, cache)  # (B, H, K, Dh) each
+
+        implementation = self.config._attn_implementation or "sdpa"
+        dropout_p = self.dropout_p if self.training else 0.0
+        weights = None
+        if output_attentions or implementation == "eager":
+            if is_causal:
+                mask = causal_mask(query_len, key.shape[2], query.device)  # (T, K)
+            output, weights = scaled_dot_product_attention(query, key, value, mask, dropout_p, self.training)
+        elif implementation == "sdpa":
+            output = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            )  # (B, H, T, Dh)
+        else:
+            # flash_attention_2 and other kernels registered with transformers take (B, H, L, Dh) and a
+            # 2D key padding mask, and read `is_causal` from the module.
+            self.is_causal = is_causal
+            output, _ = ALL_ATTENTION_FUNCTIONS[implementation](
+                self, query, key, value, padding_mask, dropout=dropout_p, scaling=self.scaling
+            )
+            output = output.transpose(1, 2)  # the kernels return (B, T, H, Dh)
+        output = output.transpose(1, 2).reshape(batch, query_len, -1)  # Concat(head_1..head_h): (B, T, D)
+        return self.out_proj(output), weights  # (B, T, D), (B, H, T, K) or None
+
+    def _project_keys_values(self, hidden_states, key_value_states, cache):
+        if self.is_cross_attention:
+            # The memory (encoder output) is fixed during decoding: project it once, then reuse.
+            if cache is not None and cache.is_updated.get(self.layer_idx, False):
+                layer = cache.cross_attention_cache.layers[self.layer_idx]
+                return layer.keys, layer.values
+            key = self._split_heads(self.k_proj(key_value_states))  # (B, H, S, Dh)
+            value = self._split_heads(self.v_proj(key_value_states))  # (B, H, S, Dh)
+            if cache is not None:
+                key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
+                cache.is_updated[self.layer_idx] = True
+            return key, value
+        key = self._split_heads(self.k_proj(hidden_states))  # (B, H, T, Dh)
+        value = self._split_heads(self.v_proj(hidden_states))  # (B, H, T, Dh)
+        if cache is not None:
+            self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+            key, value = self_cache.update(key, value, self.layer_idx)  # (B, H, past + T, Dh)
+        return key, value
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Position-wise feed-forward network (§3.3, Eq. 2):  FFN(x) = max(0, x W_1 + b_1) W_2 + b_2
+# ------------------------------------------------------------------------------------------------
+
+
+class MiniformerFeedForward(nn.Module):
+    def __init__(self, config: MiniformerConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, config.d_ff)  # W_1, b_1: D -> F
+        self.activation = ACT2FN[config.activation]  # max(0, .) in the paper
+        self.activation_dropout = nn.Dropout(config.activation_dropout)
+        self.fc2 = nn.Linear(config.d_ff, config.d_model)  # W_2, b_2: F -> D
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.activation_dropout(self.activation(self.fc1(hidden_states)))  # (B, L, F)
+        return self.fc2(hidden_states)  # (B, L, D)
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. Residual connection and layer normalisation (§3.1, §5.4):
+#    post-LN (paper): LayerNorm(x + Dropout(Sublayer(x)))
+#    pre-LN (option): x + Dropout(Sublayer(LayerNorm(x)))
+# ------------------------------------------------------------------------------------------------
+
+
+class MiniformerSublayer(nn.Module):
+    """Holds one sub-layer's LayerNorm and output dropout and applies the residual around it."""
+
+    def __init__(self, config: MiniformerConfig):
+        super().__init__()
+        self.pre_norm = config.norm_placement == "pre"
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def sublayer_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer_norm(x) if self.pre_norm else x
+
+    def forward(self, x: torch.Tensor, sublayer_output: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(sublayer_output)  # (B, L, D)
+        return x if self.pre_norm else self.layer_norm(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. Encoder and decoder layers (§3.1). The decoder's self-attention is masked so position t sees
+#    only positions <= t (§3.2.3); its second sub-layer attends over the encoder output ("memory").
+# ------------------------------------------------------------------------------------------------
+
+
+class MiniformerEncoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config: MiniformerConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = MiniformerAttention(config, layer_idx)
+        self.self_attn_sublayer = MiniformerSublayer(config)
+        self.ffn = MiniformerFeedForward(config)
+        self.ffn_sublayer = MiniformerSublayer(config)
+
+    def forward(self, hidden_states, mask=None, padding_mask=None, output_attentions: bool = False):
+        attn_input = self.self_attn_sublayer.sublayer_input(hidden_states)
+        attn_output, weights = self.self_attn(
+            attn_input, mask=mask, output_attentions=output_attentions, padding_mask=padding_mask
+        )
+        hidden_states = self.self_attn_sublayer(hidden_states, attn_output)  # (B, S, D)
+        hidden_states = self.ffn_sublayer(hidden_states, self.ffn(self.ffn_sublayer.sublayer_input(hidden_states)))
+        return hidden_states, weights
+
+
+class MiniformerDecoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config: MiniformerConfig, layer_idx: int, has_cross_attention: bool = True):
+        super().__init__()
+        self.self_attn = MiniformerAttention(config, layer_idx)
+        self.self_attn_sublayer = MiniformerSublayer(config)
+        self.encoder_attn = MiniformerAttention(config, layer_idx, is_cross_attention=True) if has_cross_attention else None
+        self.encoder_attn_sublayer = MiniformerSublayer(config) if has_cross_attention else None
+        self.ffn = MiniformerFeedForward(config)
+        self.ffn_sublayer = MiniformerSublayer(config)
+
+    def forward(
+        self,
+        hidden_states,
+        memory=None,
+        self_mask=None,
+        self_is_causal: bool = False,
+        memory_mask=None,
+        cache: Cache | None = None,
+        output_attentions: bool = False,
+        self_padding_mask=None,
+        memory_padding_mask=None,
+    ):
+        attn_output, self_weights = self.self_attn(
+            self.self_attn_sublayer.sublayer_input(hidden_states),
+            mask=self_mask,
+            is_causal=self_is_causal,
+            cache=cache,
+            output_attentions=output_attentions,
+            padding_mask=self_padding_mask,
+        )
+        hidden_states = self.self_attn_sublayer(hidden_states, attn_output)  # (B, T, D)
+        cross_weights = None
+        if self.encoder_attn is not None:
+            attn_output, cross_weights = self.encoder_attn(
+                self.encoder_attn_sublayer.sublayer_input(hidden_states),
+                key_value_states=memory,
+                mask=memory_mask,
+                cache=cache,
+                output_attentions=output_attentions,
+                padding_mask=memory_padding_mask,
+            )
+            hidden_states = self.encoder_attn_sublayer(hidden_states, attn_output)  # (B, T, D)
+        hidden_states = self.ffn_sublayer(hidden_states, self.ffn(self.ffn_sublayer.sublayer_input(hidden_states)))
+        return hidden_states, self_weights, cross_weights
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. The stacks (§3.1): N identical layers each; with pre-LN a final LayerNorm closes each stack.
+# ------------------------------------------------------------------------------------------------
+
+
+def check_mask(mask: torch.Tensor | None, name: str, expected: tuple) -> None:
+    if mask is None or _is_tracing():
+        return
+    if mask.dim() != 2 or tuple(mask.shape) != tuple(expected):
+        raise ValueError(
+            f"{name} has shape {tuple(mask.shape)}, but the inputs need a 2D mask of shape {tuple(expected)} "
+            "(batch, sequence length) with 1 for real tokens and 0 for padding."
+        )
+
+
+def padding_to_attention_mask(padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, K) 1/0 key mask -> (B, 1, 1, K) boolean, or None when every key is real (so fast kernels apply)."""
+    if padding_mask is None:
+        return None
+    if not _is_tracing() and bool(padding_mask.all()):
+        return None
+    return padding_mask.bool()[:, None, None, :]  # (B, 1, 1, K)
+
+
+class MiniformerEncoder(nn.Module):
+    def __init__(self, config: MiniformerConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embeddings = MiniformerEmbeddings(config, embed_tokens)
+        self.layers = nn.ModuleList(MiniformerEncoderLayer(config, i) for i in range(config.encoder_layers))
+        self.final_layer_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_placement == "pre" else None
+        )
+
+    @property
+    def embed_tokens(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds to the encoder.")
+        batch, src_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        check_mask(attention_mask, "attention_mask", (batch, src_len))
+        hidden_states = self.embeddings(input_ids, inputs_embeds)  # (B, S, D)
+        mask = padding_to_attention_mask(attention_mask)  # (B, 1, 1, S) or None
+
+        all_hidden, all_weights = [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            hidden_states, weights = layer(
+                hidden_states, mask, padding_mask=attention_mask, output_attentions=bool(output_attentions)
+            )
+            if output_attentions:
+                all_weights.append(weights)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        output = BaseModelOutput(
+            last_hidden_state=hidden_states,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_weights) if output_attentions else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class MiniformerDecoder(nn.Module):
+    def __init__(self, config: MiniformerConfig, embed_tokens: nn.Embedding, has_cross_attention: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = MiniformerEmbeddings(config, embed_tokens)
+        self.layers = nn.ModuleList(
+            MiniformerDecoderLayer(config, i, has_cross_attention) for i in range(config.decoder_layers)
+        )
+        self.final_layer_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_placement == "pre" else None
+        )
+
+    @property
+    def embed_tokens(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        cache: Cache | None = None,
+        inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of decoder_input_ids or decoder_inputs_embeds to the decoder.")
+        batch, tgt_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        if use_cache and cache is None:
+            cache = (
+                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                if encoder_hidden_states is not None
+                else DynamicCache(config=self.config)
+            )
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        past_len = self_cache.get_seq_length() if self_cache is not None else 0
+        key_len = past_len + tgt_len
+        check_mask(attention_mask, "decoder_attention_mask", (batch, key_len))
+        if encoder_hidden_states is not None:
+            check_mask(encoder_attention_mask, "attention_mask", (batch, encoder_hidden_states.shape[1]))
+
+        hidden_states = self.embeddings(input_ids, inputs_embeds, offset=past_len)  # (B, T, D)
+        self_mask, self_is_causal = self._self_attention_mask(attention_mask, tgt_len, past_len, hidden_states.device)
+        memory_mask = padding_to_attention_mask(encoder_attention_mask)  # (B, 1, 1, S) or None
+
+        all_hidden, all_self, all_cross = [], [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            hidden_states, self_weights, cross_weights = layer(
+                hidden_states,
+                encoder_hidden_states,
+                self_mask,
+                self_is_causal,
+                memory_mask,
+                cache=cache,
+                output_attentions=bool(output_attentions),
+                self_padding_mask=attention_mask,
+                memory_padding_mask=encoder_attention_mask,
+            )
+            if output_attentions:
+                all_self.append(self_weights)
+                all_cross.append(cross_weights)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        has_cross = encoder_hidden_states is not None and output_attentions
+        output = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            cache=cache if use_cache else None,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_self) if output_attentions else None,
+            cross_attentions=tuple(all_cross) if has_cross else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    @staticmethod
+    def _self_attention_mask(padding_mask, tgt_len: int, past_len: int, device):
+        """Returns (mask, is_causal): the causal rule of §3.2.3 combined with target padding."""
+        padding = padding_to_attention_mask(padding_mask)  # (B, 1, 1, K) or None
+        if padding is None and past_len == 0:
+            return None, True  # the kernels' own causal path
+        if padding is None and tgt_len == 1:
+            return None, False  # one new query may see every cached key
+        mask = causal_mask(tgt_len, past_len + tgt_len, device)[None, None]  # (1, 1, T, K)
+        return (mask if padding is None else mask & padding), False
+
+
+# ------------------------------------------------------------------------------------------------
+# 9. Hugging Face model classes and heads
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MiniformerAttentionWeights(ModelOutput):
+    """Attention weights per layer, each (B, H, query, key): what `plot_attention` and bertviz take."""
+
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher forcing: the decoder reads <start> y_1 .. y_{T-1} and predicts y_1 .. y_T."""
+    if decoder_start_token_id is None:
+        raise ValueError("config.decoder_start_token_id is not set; it is needed to build decoder_input_ids.")
+    shifted = input_ids.new_empty(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)  # labels use -100 for ignored positions
+
+
+class MiniformerPreTrainedModel(PreTrainedModel):
+    config_class = MiniformerConfig
+    config: MiniformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MiniformerEncoderLayer", "MiniformerDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _can_compile_fullgraph = True
+
+    def _init_weights(self, module):
+        std = self.config.init_std or self.config.d_model**-0.5
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, MiniformerPositionalEncoding):
+            if module.learned:
+                init.normal_(module.weight, mean=0.0, std=std)
+            else:
+                init.copy_(module.table, sinusoidal_table(module.max_positions, self.config.d_model))
+
+
+class MiniformerModel(MiniformerPreTrainedModel):
+    """The bare encoder-decoder, returning the decoder's last hidden state (B, T, D)."""
+
+    _tied_weights_keys = {
+        "encoder.embeddings.embed_tokens.weight": "shared.weight",
+        "decoder.embeddings.embed_tokens.weight": "shared.weight",
+    }
+
+    def __init__(self, config: MiniformerConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)  # shared (V, D) table
+        self.encoder = MiniformerEncoder(config, self.shared)
+        self.decoder = MiniformerDecoder(config, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def set_input_embeddings(self, value):
+        self.shared = value
+        self.encoder.embeddings.embed_tokens = value
+        self.decoder.embeddings.embed_tokens = value
+
+    def get_encoder(self):
+        return self.encoder
+
+    def get_decoder(self):
+        return self.decoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache: Cache | None = None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ):
+        cache = cache if cache is not None else past_key_values
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
+
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError(
+                    "No decoder inputs: pass decoder_input_ids (or labels), or pass input_ids so the decoder "
+                    "inputs can be derived by shifting them right."
+                )
+            decoder_input_ids = shift_tokens_right(
+                input_ids, self.config.pad_token_id, self.config.decoder_start_token_id
+            )
+
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        output = Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+def token_cross_entropy(logits, labels, num_items_in_batch=None):
+    """Mean cross-entropy over target tokens, ignoring -100 (or summed / num_items_in_batch, as Trainer asks)."""
+    logits = logits.float().reshape(-1, logits.shape[-1])  # (B*T, V)
+    labels = labels.to(logits.device).reshape(-1)  # (B*T,)
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits, labels, ignore_index=-100)
+    loss = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
+
+
+class MiniformerForConditionalGeneration(MiniformerPreTrainedModel, GenerationMixin):
+    """Encoder-decoder with the pre-softmax projection tied to the shared embedding (§3.4)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
+
+    def __init__(self, config: MiniformerConfig | None = None, **kwargs):
+        # The seed API: Transformer(vocab_size=1000, d_model=64, ...) builds its own config.
+        if config is None:
+            config = MiniformerConfig(**kwargs)
+        elif kwargs:
+            raise TypeError(
+                f"Pass either a MiniformerConfig or keyword sizes, not both (got config and {sorted(kwargs)})."
+            )
+        super().__init__(config)
+        self.model = MiniformerModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)  # pre-softmax projection: D -> V
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.shared
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache: Cache | None = None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        past_key_values: Cache | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ):
+        """`labels` (B, T) give the cross-entropy loss (-100 ignored); without decoder inputs they are
+        shifted right to make them, and without either the source is shifted (so `model(input_ids)` runs)."""
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache if cache is not None else past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    @torch.no_grad()
+    def get_attention_weights(self, input_ids, decoder_input_ids=None, attention_mask=None):
+        """Encoder, decoder and cross attention per layer, each (B, H, query, key), whatever
+        `attn_implementation` is set (the readable path computes them). Runs in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                use_cache=False,
+                output_attentions=True,
+                return_dict=True,
+            )
+        finally:
+            self.train(was_training)
+        return MiniformerAttentionWeights(
+            encoder_attentions=outputs.encoder_attentions,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+        )
+
+
+class MiniformerClassificationHead(nn.Module):
+    def __init__(self, config: MiniformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.out_proj = nn.Linear(config.d_model, config.num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        pooled = self.dropout(torch.tanh(self.dense(self.dropout(pooled))))  # (B, D)
+        return self.out_proj(pooled)  # (B, num_labels)
+
+
+class MiniformerForSequenceClassification(MiniformerPreTrainedModel):
+    """Encoder-decoder classifier: the decoder reads the shifted source, and its state at the last real
+    token (which has seen the whole sequence) feeds a small head. Returns loss and logits only."""
+
+    def __init__(self, config: MiniformerConfig):
+        super().__init__(config)
+        self.model = MiniformerModel(config)
+        self.classification_head = MiniformerClassificationHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.shared
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if input_ids is None and inputs_embeds is None:
+            raise ValueError("Pass input_ids or inputs_embeds to classify.")
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            if input_ids is not None:
+                decoder_input_ids = shift_tokens_right(
+                    input_ids, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+            else:
+                decoder_inputs_embeds = torch.cat(
+                    [
+                        self.model.shared.weight[self.config.decoder_start_token_id]
+                        .expand(inputs_embeds.shape[0], 1, -1)
+                        .to(inputs_embeds.dtype)
+                        * self.model.decoder.embeddings.embed_scale,
+                        inputs_embeds[:, :-1],
+                    ],
+                    dim=1,
+                )
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=False,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state  # (B, T, D)
+        batch, length = hidden_states.shape[:2]
+        if attention_mask is not None:
+            # Index of the last real token in each row (works for right padding).
+            last = (attention_mask.to(torch.long).sum(dim=1) - 1).clamp(min=0)  # (B,)
+        else:
+            last = torch.full((batch,), length - 1, device=hidden_states.device, dtype=torch.long)
+        pooled = hidden_states[torch.arange(batch, device=hidden_states.device), last]  # (B, D)
+        logits = self.classification_head(pooled)  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            loss = self._classification_loss(logits, labels)
+        output = Seq2SeqSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _classification_loss(self, logits, labels):
+        labels = labels.to(logits.device)
+        if self.config.problem_type is None:
+            if self.config.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+        if self.config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class MiniformerDecoderOnly(MiniformerPreTrainedModel):
+    """The decoder stack and the shared table, named as in the encoder-decoder so any checkpoint loads."""
+
+    _tied_weights_keys = {"decoder.embeddings.embed_tokens.weight": "shared.weight"}
+
+    def __init__(self, config: MiniformerConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.decoder = MiniformerDecoder(config, self.shared, has_cross_attention=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def set_input_embeddings(self, value):
+        self.shared = value
+        self.decoder.embeddings.embed_tokens = value
+
+    def forward(self, *args, **kwargs):
+        return self.decoder(*args, **kwargs)
+
+
+class MiniformerForCausalLM(MiniformerPreTrainedModel, GenerationMixin):
+    """The decoder alone, without cross-attention, as a left-to-right language model."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
+
+    def __init__(self, config: MiniformerConfig):
+        config = copy.deepcopy(config)
+        config.is_decoder = True
+        config.is_encoder_decoder = False
+        super().__init__(config)
+        self.model = MiniformerDecoderOnly(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.shared
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        cache: Cache | None = None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        past_key_values: Cache | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ):
+        """`labels` are the inputs themselves: they are shifted inside, so position t predicts token t+1."""
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        outputs = self.model.decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            cache=cache if cache is not None else past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            shifted = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position t is scored on token t+1
+            loss = token_cross_entropy(logits, shifted, kwargs.get("num_items_in_batch"))
+        output = CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# The seed API's name for the encoder-decoder with its language-modelling head.
+Transformer = MiniformerForConditionalGeneration
+
+__all__ = [
+    "MiniformerAttentionWeights",
+    "MiniformerForCausalLM",
+    "MiniformerForConditionalGeneration",
+    "MiniformerForSequenceClassification",
+    "MiniformerModel",
+    "MiniformerPreTrainedModel",
+    "Transformer",
+    "scaled_dot_product_attention",
+    "shift_tokens_right",
+    "sinusoidal_table",
+]
