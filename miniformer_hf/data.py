@@ -201,6 +201,9 @@ def make_date_dataset(
     def random_style() -> _DateStyle:
         return rng.choice(styles_by_locale[rng.choice(locale_names)])
 
+    # Held-out examples first, so they stay the same whatever num_train is.
+    validation_examples = [(datetime.date.fromordinal(day), random_style()) for day in held_out[:num_validation]]
+    test_examples = [(datetime.date.fromordinal(day), random_style()) for day in held_out[num_validation:]]
     seen: set[tuple[int, str, str]] = set()
     train_examples = []
     while len(train_examples) < num_train:
@@ -211,8 +214,6 @@ def make_date_dataset(
             continue
         seen.add(key)
         train_examples.append((datetime.date.fromordinal(day), style))
-    validation_examples = [(datetime.date.fromordinal(day), random_style()) for day in held_out[:num_validation]]
-    test_examples = [(datetime.date.fromordinal(day), random_style()) for day in held_out[num_validation:]]
 
     return DatasetDict(
         train=_date_split(train_examples),
@@ -263,6 +264,7 @@ def make_toy_dataset(
 
     rng = random.Random(seed)
     sequences: set[tuple[str, ...]] = set()
+    # Held-out sequences are drawn first, so they stay the same whatever num_train is.
     ordered: list[tuple[str, ...]] = []
     while len(ordered) < total:
         sequence = tuple(rng.choice(symbols) for _ in range(rng.randint(min_len, max_len)))
@@ -275,9 +277,9 @@ def make_toy_dataset(
         return Dataset.from_dict({"source": [" ".join(s) for s in part], "target": [" ".join(t) for t in targets]})
 
     return DatasetDict(
-        train=split(ordered[:num_train]),
-        validation=split(ordered[num_train : num_train + num_validation]),
-        test=split(ordered[num_train + num_validation :]),
+        train=split(ordered[num_validation + num_test :]),
+        validation=split(ordered[:num_validation]),
+        test=split(ordered[num_validation : num_validation + num_test]),
     )
 
 
@@ -327,7 +329,8 @@ def _read_json_rows(path: str, suffix: str, text: str) -> Iterable[tuple[str, ob
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as error:
-            raise DataError(path, f"invalid JSON at line {error.lineno} ({error.msg})", "a JSON array of objects") from error
+            problem = f"invalid JSON at line {error.lineno} ({error.msg})"
+            raise DataError(path, problem, "a JSON array of objects") from error
         for index, row in enumerate(rows):
             yield f"item {index}", row
         return
@@ -346,7 +349,8 @@ def _read_json_rows(path: str, suffix: str, text: str) -> Iterable[tuple[str, ob
 def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _SUPPORTED_SUFFIXES:
-        raise DataError(path, f"unsupported file extension {suffix or '(none)'!r}", f"one of {list(_SUPPORTED_SUFFIXES)}")
+        problem = f"unsupported file extension {suffix or '(none)'!r}"
+        raise DataError(path, problem, f"one of {list(_SUPPORTED_SUFFIXES)}")
     text = _read_text(path)
     columns = (source_column, target_column)
     sources: list[str] = []
@@ -389,7 +393,9 @@ def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
     return Dataset.from_dict({"source": sources, "target": targets})
 
 
-def _load_split(paths: str | os.PathLike | Sequence[str | os.PathLike], source_column: str, target_column: str) -> Dataset:
+def _load_split(
+    paths: str | os.PathLike | Sequence[str | os.PathLike], source_column: str, target_column: str
+) -> Dataset:
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise DataError(None, "no data files given", "at least one JSONL or CSV path")
@@ -419,7 +425,8 @@ def load_text_pairs(
     if isinstance(path_or_paths, Mapping):
         splits = {name: _load_split(paths, source_column, target_column) for name, paths in path_or_paths.items()}
         if "train" not in splits:
-            raise DataError(None, f"data file splits {sorted(splits)} have no 'train'", "a mapping with a 'train' entry")
+            problem = f"data file splits {sorted(splits)} have no 'train'"
+            raise DataError(None, problem, "a mapping with a 'train' entry")
     else:
         splits = {"train": _load_split(path_or_paths, source_column, target_column)}
 
@@ -462,5 +469,6 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 def load_task(name: str, **kwargs) -> DatasetDict:
     """Build the built-in task ``name`` ("dates", "copy" or "reverse"); ``kwargs`` go to its builder."""
     if name not in BUILTIN_TASKS:
-        raise DataError(None, f"unknown task {name!r}", f"one of {sorted(BUILTIN_TASKS)}, or a path to your own data file")
+        expected = f"one of {sorted(BUILTIN_TASKS)}, or a path to your own data file"
+        raise DataError(None, f"unknown task {name!r}", expected)
     return BUILTIN_TASKS[name].build(**kwargs)

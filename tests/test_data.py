@@ -116,6 +116,18 @@ def test_date_generation_is_deterministic_per_seed():
     assert first["train"]["source"][:] != other["train"]["source"][:]
 
 
+def test_held_out_splits_do_not_depend_on_num_train():
+    small = make_date_dataset(num_train=100, num_validation=50, num_test=50, seed=2)
+    large = make_date_dataset(num_train=1_000, num_validation=50, num_test=50, seed=2)
+    for name in ("validation", "test"):
+        assert small[name].to_dict() == large[name].to_dict()
+    assert large["train"]["source"][:100] == small["train"]["source"][:]
+    toy_small = make_toy_dataset("copy", num_train=100, num_validation=20, num_test=20)
+    toy_large = make_toy_dataset("copy", num_train=900, num_validation=20, num_test=20)
+    for name in ("validation", "test"):
+        assert toy_small[name].to_dict() == toy_large[name].to_dict()
+
+
 def test_date_dataset_respects_locales_and_years():
     dataset = make_date_dataset(
         num_train=300, num_validation=20, num_test=20, locales=["fr_FR", "de_DE"], start_year=2000, end_year=2001

@@ -1,0 +1,542 @@
+"""Sharing Miniformer checkpoints on the Hugging Face Hub: model cards, run-folder pushes, ``miniformer push``.
+
+A pushed repository must load for someone who has never installed ``miniformer_hf``::
+
+    AutoModelForSeq2SeqLM.from_pretrained(repo_id, trust_remote_code=True)
+    AutoTokenizer.from_pretrained(repo_id)
+
+so a push carries the weights (safetensors), ``config.json`` with its ``auto_map``, the two code files, the tokenizer,
+the generation config and a model card rendered from ``model_cards/miniformer.md``.
+
+* :func:`render_model_card` fills the template from a config and a training run's metrics.
+* :func:`push_run_folder` checks that a folder is a Miniformer run *before* any network call, then uploads it in a
+  single commit, so a failed push leaves nothing half-uploaded.
+* :func:`push_model` does the same for a model (and tokenizer) in memory.
+* :func:`add_push_arguments` and :func:`run_push` are the ``miniformer push`` command.
+
+Every failure a user can fix raises :class:`SharingError`, whose message is one line saying what was wrong,
+what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import math
+import struct
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, ModelCardData, get_token
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    HFValidationError,
+    LocalTokenNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+logger = logging.getLogger(__name__)
+
+CARD_TEMPLATE_NAME = "miniformer.md"
+CODE_FILES = ("configuration_miniformer.py", "modeling_miniformer.py")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# Training by-products that a stranger does not need (optimizer state, intermediate checkpoints, logs, pickles).
+EXCLUDED_FROM_PUSH = (
+    "checkpoint-*", "runs", ".git", ".cache", "__pycache__", "*.lock",
+    "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "training_args.bin",
+)
+
+# Per head: the Auto class a stranger loads it with and the Hub's pipeline tag.
+HEADS = {
+    "MiniformerForConditionalGeneration": ("AutoModelForSeq2SeqLM", "text2text-generation"),
+    "MiniformerForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
+    "MiniformerForCausalLM": ("AutoModelForCausalLM", "text-generation"),
+    "MiniformerModel": ("AutoModel", "feature-extraction"),
+}
+# metrics.json key -> (name shown in the card, metric id for the card's YAML metadata)
+EVAL_METRICS = {
+    "eval_exact_match": ("Exact match", "exact_match"),
+    "eval_cer": ("Character error rate (CER)", "cer"),
+    "eval_bleu": ("BLEU", "bleu"),
+    "eval_accuracy": ("Accuracy", "accuracy"),
+    "eval_loss": ("Loss (cross-entropy)", None),
+}
+TRAINING_FACTS = {
+    "task": "Task",
+    "dataset": "Dataset",
+    "epochs": "Epochs",
+    "num_train_epochs": "Epochs",
+    "max_steps": "Optimizer steps",
+    "train_samples": "Training examples",
+    "learning_rate": "Peak learning rate",
+    "warmup_steps": "Warm-up steps",
+    "per_device_train_batch_size": "Batch size",
+    "label_smoothing": "Label smoothing",
+    "label_smoothing_factor": "Label smoothing",
+    "train_loss": "Final training loss",
+    "train_runtime": "Training time",
+    "seed": "Seed",
+}
+EXAMPLE_INPUTS = {"dates": "3 March 1998"}
+
+
+class SharingError(ValueError):
+    """A push or a model card could not be made; the message says why and how to fix it, in one line."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model cards
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def card_template_path() -> Path:
+    """The model-card template, shipped inside the package or, in a source checkout, at ``model_cards/``."""
+    candidates = []
+    try:
+        candidates.append(Path(str(resources.files("miniformer_hf") / "model_cards" / CARD_TEMPLATE_NAME)))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    candidates.append(Path(__file__).resolve().parent.parent / "model_cards" / CARD_TEMPLATE_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise SharingError(
+        f"The model-card template {CARD_TEMPLATE_NAME} was not found (looked in: "
+        f"{', '.join(str(c) for c in candidates)}); reinstall miniformer-hf, whose package data ships it."
+    )
+
+
+def _format_number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value == 0 or not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def _format_parameters(count: int | None) -> str:
+    if count is None:
+        return "unknown"
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return f"{count:,} ({count / scale:.1f}{unit})"
+    return f"{count:,}"
+
+
+def _usage_snippet(repo_id: str, auto_class: str, task: str | None) -> str:
+    example = EXAMPLE_INPUTS.get(task or "", "your input text")
+    loading = (
+        f"from transformers import {auto_class}, AutoTokenizer\n\n"
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+        f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)\n\n'
+        f'inputs = tokenizer(["{example}"], return_tensors="pt")\n'
+    )
+    if auto_class in ("AutoModelForSeq2SeqLM", "AutoModelForCausalLM"):
+        return loading + (
+            "outputs = model.generate(**inputs, max_new_tokens=32)\n"
+            "print(tokenizer.batch_decode(outputs, skip_special_tokens=True))"
+        )
+    if auto_class == "AutoModelForSequenceClassification":
+        return loading + "label_id = model(**inputs).logits.argmax(-1).item()\nprint(model.config.id2label[label_id])"
+    return loading + "hidden_states = model(**inputs).last_hidden_state  # (B, S, d_model)"
+
+
+def _deviations(config: Mapping[str, Any]) -> list[str]:
+    """Every config switch that departs from the paper, in words."""
+    paper = {
+        "norm_placement": ("post", "pre-LayerNorm sub-layers (`norm_placement=\"pre\"`) instead of post-LayerNorm"),
+        "activation": ("relu", "`activation=\"{}\"` in the feed-forward network instead of ReLU"),
+        "positional_encoding": ("sinusoidal", "learned positional embeddings (`positional_encoding=\"learned\"`)"),
+        "scale_embedding": (True, "embeddings not scaled by sqrt(d_model) (`scale_embedding=False`)"),
+        "tie_word_embeddings": (True, "separate input and output embeddings (`tie_word_embeddings=False`)"),
+    }
+    found = []
+    for key, (paper_value, description) in paper.items():
+        if key in config and config[key] != paper_value:
+            found.append(description.format(config[key]))
+    for key in ("attention_dropout", "activation_dropout"):
+        if config.get(key):
+            found.append(f"`{key}={config[key]}` (the paper has none)")
+    return found
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise SharingError(
+        f"render_model_card got a config of type {type(config).__name__}; expected a MiniformerConfig or the "
+        "dict read from a config.json."
+    )
+
+
+def render_model_card(
+    config: Any,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    repo_id: str | None = None,
+    num_parameters: int | None = None,
+    license: str = "apache-2.0",
+    datasets: list[str] | None = None,
+    tags: list[str] | None = None,
+    template_path: str | Path | None = None,
+) -> ModelCard:
+    """Render the Miniformer model card for a checkpoint.
+
+    Args:
+        config: the model's ``MiniformerConfig`` or the dict of its ``config.json``.
+        metrics: the run's ``metrics.json`` (``eval_*`` figures, ``task``, ``train_runtime``, ``epochs`` ...).
+        repo_id: the Hub repository the card describes; used in the title and the usage snippet.
+        num_parameters: parameter count shown in the architecture table.
+        license: SPDX-style license id for the YAML metadata.
+        datasets: Hub dataset ids the model was trained on (also read from ``metrics["dataset"]`` when it is one).
+        tags: extra tags besides ``miniformer``.
+        template_path: another Jinja template to render instead of ``model_cards/miniformer.md``.
+
+    Returns:
+        A ``huggingface_hub.ModelCard``; ``card.save(path)`` writes the README, ``card.push_to_hub(repo_id)`` uploads.
+    """
+    config = _config_dict(config)
+    metrics = dict(metrics or {})
+    if config.get("model_type") != "miniformer":
+        raise SharingError(
+            f"render_model_card got a config with model_type={config.get('model_type')!r}; expected 'miniformer' "
+            "(the card describes Miniformer checkpoints only)."
+        )
+    architecture = (config.get("architectures") or ["MiniformerForConditionalGeneration"])[0]
+    auto_class, pipeline_tag = HEADS.get(architecture, HEADS["MiniformerForConditionalGeneration"])
+    task = metrics.get("task")
+    model_name = repo_id.split("/")[-1] if repo_id else f"Miniformer{f' for {task}' if task else ''}"
+
+    datasets = list(datasets or [])
+    if isinstance(metrics.get("dataset"), str) and "/" in metrics["dataset"] and metrics["dataset"] not in datasets:
+        datasets.append(metrics["dataset"])
+    metric_ids = [metric_id for key, (_, metric_id) in EVAL_METRICS.items() if metric_id and key in metrics]
+    card_tags = ["miniformer", "custom_code"]
+    card_tags.append("encoder-decoder" if config.get("is_encoder_decoder", True) else "decoder-only")
+    card_tags += [tag for tag in [task, *(tags or [])] if tag and tag not in card_tags]
+    card_data = ModelCardData(
+        license=license,
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        tags=card_tags,
+        datasets=datasets or None,
+        metrics=metric_ids or None,
+    )
+
+    encoder_layers = config.get("encoder_layers", config.get("n_layers"))
+    decoder_layers = config.get("decoder_layers", config.get("n_layers"))
+    if architecture == "MiniformerForCausalLM":
+        stacks = f"decoder only, {decoder_layers} layers"
+    else:
+        stacks = f"{encoder_layers} encoder layers, {decoder_layers} decoder layers (paper's N)"
+    training_rows = []
+    for key, label in TRAINING_FACTS.items():
+        if key in metrics and label not in {row[0] for row in training_rows}:
+            value = metrics[key]
+            shown = f"{value:.1f} s" if key == "train_runtime" and isinstance(value, (int, float)) else value
+            training_rows.append((label, f"`{shown}`" if key in ("task", "dataset") else _format_number(shown)))
+    if training_rows and "dropout" in config:
+        training_rows.append(("Dropout `P_drop`", _format_number(config["dropout"])))
+    eval_rows = [(label, _format_number(metrics[key])) for key, (label, _) in EVAL_METRICS.items() if key in metrics]
+    summary = (
+        f"A {_format_parameters(num_parameters).split(' (')[0]}-parameter Miniformer"
+        if num_parameters is not None
+        else "A Miniformer"
+    )
+    summary += f" trained for the `{task}` task." if task else " checkpoint."
+
+    template = Path(template_path) if template_path is not None else card_template_path()
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template),
+        model_name=model_name,
+        summary=summary,
+        architecture=architecture,
+        auto_class=auto_class,
+        stacks=stacks,
+        d_model=config.get("d_model"),
+        n_heads=config.get("n_heads"),
+        head_dim=config["d_model"] // config["n_heads"] if config.get("d_model") and config.get("n_heads") else "?",
+        d_ff=config.get("d_ff"),
+        activation=config.get("activation", "relu"),
+        vocab_size=config.get("vocab_size"),
+        tie_word_embeddings=config.get("tie_word_embeddings", True),
+        positional_encoding=config.get("positional_encoding", "sinusoidal"),
+        max_position_embeddings=config.get("max_position_embeddings"),
+        num_parameters=_format_parameters(num_parameters),
+        deviations=_deviations(config),
+        training_rows=training_rows,
+        eval_rows=eval_rows,
+        eval_note="Figures measured on the held-out evaluation split at the end of training." if eval_rows else "",
+        usage=_usage_snippet(repo_id or "<namespace>/<repo-name>", auto_class, task),
+        task=task,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Run folders
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def count_safetensors_parameters(model_dir: str | Path) -> int:
+    """Sum of the tensor sizes stored in a folder's safetensors file(s), read from their headers only."""
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    shards = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    )
+    total = 0
+    for shard in shards:
+        with open(model_dir / shard, "rb") as handle:
+            (header_length,) = struct.unpack("<Q", handle.read(8))  # safetensors: u64 LE header size, then JSON
+            header = json.loads(handle.read(header_length))
+        for name, tensor in header.items():
+            if name != "__metadata__":
+                total += math.prod(tensor["shape"])
+    return total
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise SharingError(f"{path} could not be read as JSON ({error}); expected the {what} written by "
+                           "`miniformer train` or save_pretrained.") from error
+    if not isinstance(value, dict):
+        raise SharingError(f"{path} holds a {type(value).__name__}; expected a JSON object ({what}).")
+    return value
+
+
+def validate_run_folder(model_dir: str | Path) -> dict[str, Any]:
+    """Check that ``model_dir`` is a complete Miniformer run (no network); return its config as a dict.
+
+    A run is: ``config.json`` with ``model_type: miniformer`` and an ``auto_map``, safetensors weights, the two code
+    files, and the tokenizer files. ``metrics.json``, ``generation_config.json`` and ``README.md`` are optional.
+    """
+    model_dir = Path(model_dir)
+    hint = "point --model at a folder written by `miniformer train` or by model.save_pretrained + tokenizer.save_pretrained"
+    if not model_dir.is_dir():
+        raise SharingError(f"{model_dir} is not a folder; {hint}.")
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise SharingError(f"{model_dir} has no config.json, so it is not a Miniformer run; {hint}.")
+    config = _read_json(config_path, "model config")
+    if config.get("model_type") != "miniformer":
+        raise SharingError(f"{config_path} has model_type={config.get('model_type')!r}, not 'miniformer': this "
+                           f"folder is not a Miniformer run; {hint}.")
+    if not config.get("auto_map"):
+        raise SharingError(f"{config_path} has no auto_map, so trust_remote_code cannot find the model code; "
+                           "re-save the model with save_pretrained from miniformer_hf (it writes the auto_map).")
+    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+        raise SharingError(f"{model_dir} has no model.safetensors (or sharded index); expected safetensors weights "
+                           "saved by save_pretrained.")
+    missing_code = [name for name in CODE_FILES if not (model_dir / name).is_file()]
+    if missing_code:
+        raise SharingError(f"{model_dir} lacks {', '.join(missing_code)}, without which nobody can load it with "
+                           "trust_remote_code; re-save the model with save_pretrained from miniformer_hf.")
+    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise SharingError(f"{model_dir} has no tokenizer (tokenizer.json / tokenizer_config.json); save the "
+                           "tokenizer into the folder with tokenizer.save_pretrained before pushing.")
+    return config
+
+
+def _files_to_push(model_dir: Path) -> list[Path]:
+    """Every file under ``model_dir`` except training by-products (:data:`EXCLUDED_FROM_PUSH`)."""
+    chosen = []
+    for path in sorted(model_dir.rglob("*")):
+        relative = path.relative_to(model_dir)
+        if path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in relative.parts
+                                      for pattern in EXCLUDED_FROM_PUSH):
+            chosen.append(path)
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pushing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _http_error_line(error: HfHubHTTPError) -> str:
+    server_message = getattr(error, "server_message", None) or ""
+    status = error.response.status_code if error.response is not None else "?"
+    return f"HTTP {status}{': ' + server_message.splitlines()[0] if server_message else ''}"
+
+
+def push_run_folder(
+    model_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> CommitInfo:
+    """Upload a Miniformer run folder to the Hub in one commit, creating the repository if needed.
+
+    The folder is checked before any network call (:func:`validate_run_folder`). If it has no ``README.md``, a card
+    is rendered from its config and ``metrics.json``. Everything goes up in a single commit, so a failure leaves the
+    repository as it was; a repository this call created is deleted again if its first commit fails.
+
+    Args:
+        model_dir: the run folder.
+        repo_id: ``namespace/name`` (or just ``name`` for the token owner's namespace).
+        private: create the repository as private (ignored if it exists already).
+        revision: branch to commit to; created from ``main`` if missing. Default: ``main``.
+        token: Hub access token; default: ``HF_TOKEN`` or the token saved by ``hf auth login``.
+        commit_message: default "Upload Miniformer from <folder name>".
+
+    Returns:
+        The ``CommitInfo`` of the commit (``.commit_url``, ``.oid``, ``.repo_url``).
+    """
+    model_dir = Path(model_dir)
+    config = validate_run_folder(model_dir)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise SharingError(f"{repo_id!r} is not a valid repo id ({str(error).splitlines()[0]}); expected "
+                           "'namespace/name' made of letters, digits, '-', '_' and '.'.") from error
+    token = token or get_token()
+    if not token:
+        raise SharingError("No Hugging Face token found: pass --token (token=...), set HF_TOKEN, or run "
+                           "`hf auth login` with a token that has write access.")
+
+    api = HfApi(token=token)
+    try:
+        user = api.whoami()["name"]
+    except (HfHubHTTPError, LocalTokenNotFoundError) as error:
+        raise SharingError(f"The Hub at {api.endpoint} rejected the token ({error.__class__.__name__}); create a "
+                           "token with write access and pass it with --token or HF_TOKEN.") from error
+    if "/" not in repo_id:
+        repo_id = f"{user}/{repo_id}"
+
+    operations = [
+        CommitOperationAdd(path_in_repo=path.relative_to(model_dir).as_posix(), path_or_fileobj=str(path))
+        for path in _files_to_push(model_dir)
+    ]
+    if not (model_dir / "README.md").is_file():
+        metrics_path = model_dir / "metrics.json"
+        metrics = _read_json(metrics_path, "training metrics") if metrics_path.is_file() else {}
+        card = render_model_card(config, metrics=metrics, repo_id=repo_id,
+                                 num_parameters=count_safetensors_parameters(model_dir))
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
+
+    created_here = False
+    try:
+        existed = api.repo_exists(repo_id)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        created_here = not existed
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or f"Upload Miniformer from {model_dir.resolve().name}",
+            revision=revision,
+        )
+    except (RepositoryNotFoundError, HfHubHTTPError) as error:
+        if created_here:
+            _delete_quietly(api, repo_id)
+        status = error.response.status_code if error.response is not None else None
+        if isinstance(error, RevisionNotFoundError):
+            problem = f"revision {revision!r} does not exist and could not be created"
+        elif isinstance(error, RepositoryNotFoundError) or status == 404:
+            problem = "the repository does not exist and could not be created"
+        elif status in (401, 403):
+            problem = f"the token of user {user!r} has no write access to it"
+        else:
+            problem = "the Hub refused the upload"
+        raise SharingError(f"Cannot push to {repo_id!r} on {api.endpoint}: {problem} ({_http_error_line(error)}); "
+                           f"check the repo id and that '{repo_id.split('/')[0]}' is your user name or one of "
+                           "your organisations.") from error
+    logger.info("Pushed %s to %s (%d files)", model_dir, commit.commit_url, len(operations))
+    return commit
+
+
+def _delete_quietly(api: HfApi, repo_id: str) -> None:
+    try:
+        api.delete_repo(repo_id, missing_ok=True)
+    except HfHubHTTPError:
+        logger.warning("Could not delete the empty repository %s created by the failed push", repo_id)
+
+
+def push_model(
+    model: Any,
+    repo_id: str,
+    *,
+    tokenizer: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> CommitInfo:
+    """Push a Miniformer model (with its tokenizer, metrics and a rendered model card) in one commit.
+
+    ``model.push_to_hub`` and ``tokenizer.push_to_hub`` also work, in two commits and with the generic card of
+    ``transformers``; this puts everything, including the Miniformer card, in a single commit.
+    """
+    with tempfile.TemporaryDirectory(prefix="miniformer-push-") as folder:
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        if metrics:
+            Path(folder, "metrics.json").write_text(json.dumps(dict(metrics), indent=2))
+        card = render_model_card(model.config, metrics=metrics, repo_id=repo_id,
+                                 num_parameters=model.num_parameters())
+        card.save(str(Path(folder, "README.md")))
+        return push_run_folder(folder, repo_id, private=private, revision=revision, token=token,
+                               commit_message=commit_message or "Upload Miniformer model")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command line: `miniformer push`
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the arguments of ``miniformer push`` to ``parser``."""
+    parser.add_argument("--model", required=True, metavar="DIR", help="run folder written by `miniformer train`")
+    parser.add_argument("--repo-id", required=True, metavar="NAME", help="Hub repository, e.g. your-name/miniformer-dates")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--revision", default=None, metavar="BRANCH", help="branch to push to (default: main)")
+    parser.add_argument("--token", default=None, help="Hub access token (default: HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--commit-message", default=None, help="message of the upload commit")
+    return parser
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Run ``miniformer push``; raises :class:`SharingError` (one line) on any problem the user can fix."""
+    commit = push_run_folder(
+        args.model,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        token=args.token,
+        commit_message=args.commit_message,
+    )
+    logger.info("Done: %s", commit.commit_url)
+    return 0
+
+
+__all__ = [
+    "SharingError",
+    "add_push_arguments",
+    "card_template_path",
+    "count_safetensors_parameters",
+    "push_model",
+    "push_run_folder",
+    "render_model_card",
+    "run_push",
+    "validate_run_folder",
+]

@@ -1,0 +1,429 @@
+"""Side-by-side speed benchmark: Miniformer against the models a user would pick instead.
+
+Systems, all at the same shape (vocabulary, d_model, heads, layers, d_ff), ReLU feed-forward,
+dropout 0.1 on sub-layer outputs and embeddings, no attention or activation dropout, tied embeddings:
+
+    miniformer  MiniformerForConditionalGeneration (sdpa)
+    bart        BartForConditionalGeneration, attn_implementation="sdpa" (the reference for every ratio)
+    marian      MarianMTModel, attn_implementation="sdpa"
+    torch       torch.nn.Transformer (batch_first) with a shared embedding, sinusoidal positions and a
+                tied output projection, Xavier-initialised; greedy decoding re-runs the decoder over the
+                whole prefix at each step (nn.Transformer has no KV cache)
+
+Presets: ``tiny`` is the seed default (V 1000, D 64, H 4, 3+3 layers, F 256), batch 32, lengths 32/32;
+``base`` is the paper's base shape (V 32000, D 512, H 8, 6+6 layers, F 2048), batch 8, lengths 128/128.
+
+What is measured, per system (random token ids, no padding, attention masks of ones as a tokenizer returns):
+
+- training: tokens/s (source + target) of forward, the model's own cross-entropy, backward and one
+  ``torch.optim.AdamW(foreach=True)`` step (the same optimizer for every system), in train mode;
+- inference: the same forward (with the loss) in eval mode under ``torch.no_grad()``, ``use_cache=False``;
+- generate: greedy ``generate()`` with the KV cache (nn.Transformer: its own greedy loop), batch 8,
+  source length 32, exactly N new tokens (no EOS); throughput at N=64 and milliseconds per new token at
+  N = 16, 64 and 256 (total time / N, encoder included);
+- MFU: model matmul FLOPs / time / the fp32 matmul peak measured here (``torch.mm`` at 1024^3 and
+  2048x2048x512 with the same thread count; best of several runs). The FLOPs are counted exactly per matmul:
+  encoder layer 8BSD^2 (Q, K, V, O) + 4BS^2D (QK^T, AV) + 4BSDF (FFN); decoder layer 8BTD^2 + 4BT^2D
+  (self-attention, the full T x T product) + 4BTD^2 + 4BSD^2 + 4BTSD (cross-attention) + 4BTDF; the
+  pre-softmax projection 2BTDV. Training counts 3x the forward (backward = input and weight gradients).
+  6 * params * tokens would overstate an encoder-decoder about twofold (each stack sees only its own tokens,
+  and the shared embedding is a matmul only in the output projection);
+- peak memory: each system runs in its own fresh subprocess that imports, builds the model, optimizer and
+  batch, and reads ``ru_maxrss`` (the baseline); it then does only training steps and reads ``ru_maxrss``
+  again. The figure is peak - baseline: activations, gradients, optimizer state and allocator overhead of
+  training (tracemalloc does not see torch's allocator, so the OS high-water mark is used);
+- parameters: unique parameters (tied tensors counted once).
+
+Method: one process holds every system; each measurement interleaves them (A B C D A B C D ...) after a
+warm-up, and every ratio is the median of per-round ratios against BART measured back to back, so load
+from other processes on a shared machine hits both sides of a ratio alike. 1 torch thread by default
+(``--threads all`` for every core); ``uptime`` is recorded with the results.
+
+    python scripts/benchmark.py --preset tiny                 # ~3 minutes on one core
+    python scripts/benchmark.py --preset base --reps 3        # ~10 minutes on one core
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PRESETS = {
+    "tiny": dict(vocab=1000, d_model=64, heads=4, layers=3, d_ff=256, batch=32, src_len=32, tgt_len=32),
+    "base": dict(vocab=32000, d_model=512, heads=8, layers=6, d_ff=2048, batch=8, src_len=128, tgt_len=128),
+}
+SYSTEMS = ("miniformer", "bart", "marian", "torch")
+REFERENCE = "bart"
+PAD, BOS, EOS, START = 0, 1, 2, 1
+GEN_BATCH, GEN_SRC_LEN, GEN_TOKENS = 8, 32, 64
+GEN_CURVE = (16, 64, 256)
+DROPOUT = 0.1
+
+
+# ------------------------------------------------------------------------------------------------
+# Systems
+# ------------------------------------------------------------------------------------------------
+
+
+def build_miniformer(p):
+    from miniformer_hf.modeling_miniformer import MiniformerConfig, MiniformerForConditionalGeneration
+
+    config = MiniformerConfig(
+        vocab_size=p["vocab"], d_model=p["d_model"], n_heads=p["heads"], n_layers=p["layers"], d_ff=p["d_ff"],
+        dropout=DROPOUT, max_position_embeddings=512, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        decoder_start_token_id=START, attn_implementation="sdpa",
+    )  # fmt: skip
+    return MiniformerForConditionalGeneration(config)
+
+
+def _bart_like_config(config_class, p):
+    return config_class(
+        vocab_size=p["vocab"], d_model=p["d_model"], encoder_layers=p["layers"], decoder_layers=p["layers"],
+        encoder_attention_heads=p["heads"], decoder_attention_heads=p["heads"], encoder_ffn_dim=p["d_ff"],
+        decoder_ffn_dim=p["d_ff"], dropout=DROPOUT, attention_dropout=0.0, activation_dropout=0.0,
+        activation_function="relu", max_position_embeddings=512, pad_token_id=PAD, bos_token_id=BOS,
+        eos_token_id=EOS, decoder_start_token_id=START, forced_eos_token_id=None, attn_implementation="sdpa",
+    )  # fmt: skip
+
+
+def build_bart(p):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    return BartForConditionalGeneration(_bart_like_config(BartConfig, p))
+
+
+def build_marian(p):
+    from transformers import MarianConfig, MarianMTModel
+
+    config = _bart_like_config(MarianConfig, p)
+    config.decoder_vocab_size = p["vocab"]
+    return MarianMTModel(config)
+
+
+class TorchTransformer(nn.Module):
+    """torch.nn.Transformer with a shared, sqrt(D)-scaled embedding, sinusoidal positions and a tied output
+    projection; Xavier-uniform initialisation of every matrix (as the PyTorch tutorials do)."""
+
+    def __init__(self, p):
+        super().__init__()
+        d_model = p["d_model"]
+        self.embed = nn.Embedding(p["vocab"], d_model)
+        position = torch.arange(512).unsqueeze(1)
+        div = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        table = torch.zeros(512, d_model)
+        table[:, 0::2] = torch.sin(position * div)
+        table[:, 1::2] = torch.cos(position * div)
+        self.register_buffer("positions", table, persistent=False)
+        self.transformer = nn.Transformer(
+            d_model, p["heads"], p["layers"], p["layers"], p["d_ff"], DROPOUT, batch_first=True
+        )
+        self.dropout = nn.Dropout(DROPOUT)
+        self.lm_head = nn.Linear(d_model, p["vocab"], bias=False)
+        for weight in self.parameters():
+            if weight.dim() > 1:
+                nn.init.xavier_uniform_(weight)
+        self.lm_head.weight = self.embed.weight
+        self.scale = math.sqrt(d_model)
+
+    def embed_tokens(self, ids):
+        return self.dropout(self.embed(ids) * self.scale + self.positions[: ids.shape[1]])  # (B, L, D)
+
+    def encode(self, src):
+        return self.transformer.encoder(self.embed_tokens(src))  # (B, S, D)
+
+    def decode(self, tgt, memory):
+        length = tgt.shape[1]
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=tgt.device)
+        return self.transformer.decoder(self.embed_tokens(tgt), memory, tgt_mask=causal, tgt_is_causal=True)
+
+    def forward(self, src, tgt_in, labels):
+        hidden = self.decode(tgt_in, self.encode(src))  # (B, T, D)
+        logits = self.lm_head(hidden)  # (B, T, V)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+    @torch.no_grad()
+    def greedy(self, src, new_tokens):
+        memory = self.encode(src)
+        out = torch.full((src.shape[0], 1), START, dtype=torch.long)
+        for _ in range(new_tokens):
+            logits = self.lm_head(self.decode(out, memory)[:, -1])  # (B, V): the last position only
+            out = torch.cat([out, logits.argmax(-1, keepdim=True)], dim=1)
+        return out
+
+
+class System:
+    """One model with its optimizer and the three workloads."""
+
+    def __init__(self, name, p):
+        self.name = name
+        builders = {"miniformer": build_miniformer, "bart": build_bart, "marian": build_marian}
+        self.model = TorchTransformer(p) if name == "torch" else builders[name](p)
+        self.hf = name != "torch"
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, foreach=True)
+        self.params = sum(t.numel() for t in {id(t): t for t in self.model.parameters()}.values())
+        if self.hf:
+            from transformers import GenerationConfig
+
+            self.generation_config = GenerationConfig(
+                max_new_tokens=GEN_TOKENS, do_sample=False, num_beams=1, eos_token_id=None, pad_token_id=PAD,
+                bos_token_id=BOS, decoder_start_token_id=START, use_cache=True,
+            )  # fmt: skip
+
+    def train_step(self, batch):
+        self.model.train()
+        src, mask, labels, tgt_in = batch
+        if self.hf:
+            loss = self.model(input_ids=src, attention_mask=mask, labels=labels).loss
+        else:
+            loss = self.model(src, tgt_in, labels)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def infer(self, batch):
+        self.model.eval()
+        src, mask, labels, tgt_in = batch
+        with torch.no_grad():
+            if self.hf:
+                self.model(input_ids=src, attention_mask=mask, labels=labels, use_cache=False)
+            else:
+                self.model(src, tgt_in, labels)
+
+    def generate(self, src, mask, new_tokens):
+        self.model.eval()
+        if not self.hf:
+            out = self.model.greedy(src, new_tokens)
+        else:
+            self.generation_config.max_new_tokens = new_tokens
+            out = self.model.generate(input_ids=src, attention_mask=mask, generation_config=self.generation_config)
+        if out.shape[1] != new_tokens + 1:
+            raise RuntimeError(f"{self.name} generated {out.shape[1] - 1} tokens, expected {new_tokens}")
+
+
+def make_batch(p, batch, src_len, tgt_len, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(3, p["vocab"], (batch, src_len), generator=g)
+    labels = torch.randint(3, p["vocab"], (batch, tgt_len), generator=g)
+    tgt_in = torch.cat([torch.full((batch, 1), START), labels[:, :-1]], dim=1)
+    return src, torch.ones_like(src), labels, tgt_in
+
+
+# ------------------------------------------------------------------------------------------------
+# FLOPs and the matmul peak
+# ------------------------------------------------------------------------------------------------
+
+
+def forward_matmul_flops(p, batch, src_len, tgt_len):
+    """Exact matmul FLOPs of one forward pass (2 per multiply-add), as listed in the module docstring."""
+    b, s, t, d, f, v, n = batch, src_len, tgt_len, p["d_model"], p["d_ff"], p["vocab"], p["layers"]
+    encoder_layer = 8 * b * s * d * d + 4 * b * s * s * d + 4 * b * s * d * f
+    self_attention = 8 * b * t * d * d + 4 * b * t * t * d
+    cross_attention = 4 * b * t * d * d + 4 * b * s * d * d + 4 * b * t * s * d
+    decoder_layer = self_attention + cross_attention + 4 * b * t * d * f
+    return n * encoder_layer + n * decoder_layer + 2 * b * t * d * v
+
+
+def matmul_peak_gflops(repeats=5):
+    best = 0.0
+    for m, k, n in ((1024, 1024, 1024), (2048, 512, 2048), (512, 2048, 512)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        torch.mm(a, b)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(3):
+                torch.mm(a, b)
+            best = max(best, 3 * 2 * m * k * n / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing, interleaved
+# ------------------------------------------------------------------------------------------------
+
+
+def timed(fn, calls):
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def interleaved(systems, make_call, calls, reps, warmup=1):
+    """Seconds per call, per system and round: rounds of A B C D, after `warmup` untimed calls each."""
+    for system in systems:
+        for _ in range(warmup):
+            make_call(system)()
+    times = {system.name: [] for system in systems}
+    for _ in range(reps):
+        for system in systems:
+            times[system.name].append(timed(make_call(system), calls))
+    return times
+
+
+def summarise(times, work):
+    """Median throughput (work / s) per system, and the median of per-round ratios against the reference."""
+    out = {}
+    for name, seconds in times.items():
+        entry = {"median_s": statistics.median(seconds), "per_s": work / statistics.median(seconds)}
+        if REFERENCE in times:
+            ratios = [ref / own for own, ref in zip(seconds, times[REFERENCE])]
+            entry["ratio"] = statistics.median(ratios)
+        out[name] = entry
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Peak memory, one fresh subprocess per system
+# ------------------------------------------------------------------------------------------------
+
+
+def memory_worker(name, preset, threads, steps):
+    set_threads(threads)
+    p = PRESETS[preset]
+    system = System(name, p)
+    batch = make_batch(p, p["batch"], p["src_len"], p["tgt_len"])
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    for _ in range(steps):
+        system.train_step(batch)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"baseline_mib": baseline / 1024, "peak_mib": peak / 1024, "train_mib": (peak - baseline) / 1024}))
+
+
+def measure_memory(name, preset, threads, steps=3):
+    command = [sys.executable, os.path.abspath(__file__), "--memory-worker", name, "--preset", preset]
+    command += ["--threads", str(threads), "--steps", str(steps)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------------
+
+
+def set_threads(threads):
+    if threads != "all":
+        torch.set_num_threads(int(threads))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
+    parser.add_argument("--threads", default="1", help='torch threads: a number, or "all" (default 1)')
+    parser.add_argument("--reps", type=int, default=None, help="interleaved rounds per measurement")
+    parser.add_argument("--steps", type=int, default=None, help="training steps / forwards per round")
+    parser.add_argument("--gen-reps", type=int, default=None, help="rounds for each generate() length")
+    parser.add_argument("--skip", default="", help="comma-separated: train,infer,generate,curve,memory")
+    parser.add_argument("--json", default=None, help="where to write the results (default runs/benchmark_<preset>.json)")
+    parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.memory_worker:
+        return memory_worker(args.memory_worker, args.preset, args.threads, args.steps or 3)
+    set_threads(args.threads)
+    torch.manual_seed(0)
+    p = PRESETS[args.preset]
+    tiny = args.preset == "tiny"
+    reps = args.reps or (7 if tiny else 3)
+    steps = args.steps or (10 if tiny else 1)
+    gen_reps = args.gen_reps or (5 if tiny else 2)
+    skip = set(filter(None, args.skip.split(",")))
+    names = [n for n in args.systems.split(",") if n]
+    systems = [System(name, p) for name in names]
+    batch = make_batch(p, p["batch"], p["src_len"], p["tgt_len"])
+    gen_src, gen_mask, _, _ = make_batch(p, GEN_BATCH, GEN_SRC_LEN, 1, seed=1)
+    tokens = p["batch"] * (p["src_len"] + p["tgt_len"])
+    forward_flops = forward_matmul_flops(p, p["batch"], p["src_len"], p["tgt_len"])
+    results = {
+        "preset": args.preset, "shape": p, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(), "uptime_start": os.popen("uptime").read().strip(),
+        "forward_matmul_gflop": forward_flops / 1e9, "params": {s.name: s.params for s in systems},
+    }  # fmt: skip
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    peak = matmul_peak_gflops()
+    log(f"matmul peak {peak:.1f} GFLOP/s")
+
+    if "train" not in skip:
+        log("training ...")
+        times = interleaved(systems, lambda s: lambda: s.train_step(batch), steps, reps)
+        results["train"] = summarise(times, tokens)
+        for entry in results["train"].values():
+            entry["mfu"] = 3 * forward_flops / entry["median_s"] / (peak * 1e9)
+    if "infer" not in skip:
+        log("inference ...")
+        times = interleaved(systems, lambda s: lambda: s.infer(batch), steps * 2, reps)
+        results["infer"] = summarise(times, tokens)
+        for entry in results["infer"].values():
+            entry["mfu"] = forward_flops / entry["median_s"] / (peak * 1e9)
+    if "generate" not in skip:
+        log("generate ...")
+        times = interleaved(systems, lambda s: lambda: s.generate(gen_src, gen_mask, GEN_TOKENS), 1, reps)
+        results["generate"] = summarise(times, GEN_BATCH * GEN_TOKENS)
+    if "curve" not in skip:
+        results["ms_per_token"] = {}
+        for new_tokens in GEN_CURVE:
+            log(f"generate {new_tokens} ...")
+            times = interleaved(systems, lambda s: lambda: s.generate(gen_src, gen_mask, new_tokens), 1, gen_reps)
+            for name, seconds in times.items():
+                results["ms_per_token"].setdefault(name, {})[new_tokens] = 1e3 * statistics.median(seconds) / new_tokens
+    if "memory" not in skip:
+        log("peak memory ...")
+        results["memory"] = {name: measure_memory(name, args.preset, args.threads) for name in names}
+    results["matmul_peak_gflops"] = max(peak, matmul_peak_gflops())
+    results["uptime_end"] = os.popen("uptime").read().strip()
+    print(format_table(results))
+    path = args.json or os.path.join("runs", f"benchmark_{args.preset}.json")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(results, handle, indent=2)
+    log(f"wrote {path}")
+
+
+def format_table(r):
+    names = list(r["params"])
+    lines = [
+        f"preset {r['preset']} {r['shape']}, torch threads {r['threads']}, torch {r['torch']}",
+        f"fp32 matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s; uptime: {r['uptime_start'].split('load')[-1]}",
+        "",
+        "| system | params | train tok/s | x BART | train MFU | infer tok/s | x BART | gen new tok/s | x BART "
+        "| ms/token @16 / 64 / 256 | 256/16 | train peak MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for name in names:
+        cells = [name, f"{r['params'][name] / 1e6:.2f}M"]
+        for key in ("train", "infer", "generate"):
+            if key in r:
+                entry = r[key][name]
+                cells += [f"{entry['per_s']:,.0f}", f"{entry.get('ratio', float('nan')):.2f}x"]
+                if key == "train":
+                    cells.append(f"{100 * entry['mfu']:.0f}%")
+            else:
+                cells += ["-", "-"] + (["-"] if key == "train" else [])
+        curve = r.get("ms_per_token", {}).get(name)
+        if curve:
+            values = [curve[n] for n in GEN_CURVE]
+            cells += [" / ".join(f"{v:.2f}" for v in values), f"{values[-1] / values[0]:.2f}x"]
+        else:
+            cells += ["-", "-"]
+        memory = r.get("memory", {}).get(name)
+        cells.append(f"{memory['train_mib']:.0f}" if memory else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
