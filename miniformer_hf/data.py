@@ -61,7 +61,7 @@ class DataError(ValueError):
         where = f"{self.path}: " if self.path is not None else ""
         message = f"{where}{problem}; expected {expected}"
         # One line, whatever the pieces contained (a column name with a newline, say).
-        super().__init__(" ".join(message.split()))
+        super().__init__(" ".join(message.splitlines()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,14 +99,18 @@ def _date_styles(locales: Sequence[str], formats: Sequence[str]) -> list[_DateSt
     """
     unknown_formats = [name for name in formats if name not in DATE_FORMATS]
     if unknown_formats:
-        raise DataError(None, f"unknown date format(s) {unknown_formats}", f"names among {list(DATE_FORMATS)}")
+        raise DataError(
+            None,
+            f"unsupported date format(s) {unknown_formats}",
+            f"names among {list(DATE_FORMATS)} ('short' is all digits, which is ambiguous across locales)",
+        )
     styles = []
     for locale_name in locales:
         try:
             locale = Locale.parse(locale_name)
         except (UnknownLocaleError, ValueError, TypeError) as error:
             raise DataError(
-                None, f"unknown locale {locale_name!r} ({error})", "a CLDR locale identifier such as 'en_GB'"
+                None, f"unknown locale {locale_name!r}", "a CLDR locale identifier such as 'en_GB' or 'pt_BR'"
             ) from error
         seen_patterns = set()
         for format_name in formats:
@@ -297,8 +301,12 @@ def _read_text(path: str) -> str:
         raise DataError(path, "file not found", "an existing JSONL or CSV file (check the path)")
     if not os.path.isfile(path):
         raise DataError(path, "not a regular file", "a JSONL or CSV file, not a directory")
-    with open(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        problem = f"cannot be read ({error.strerror})"
+        raise DataError(path, problem, "a readable file (check its permissions)") from error
     try:
         # utf-8-sig: also accept the byte-order mark that spreadsheet programs write.
         text = raw.decode("utf-8-sig")

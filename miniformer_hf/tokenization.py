@@ -178,8 +178,8 @@ def tokenize_pairs(
     }
 
     def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        sources = tokenizer(batch["source"], truncation=False)
-        targets = tokenizer(batch["target"], truncation=False)
+        sources = tokenizer(batch["source"], truncation=False, return_token_type_ids=False)
+        targets = tokenizer(batch["target"], truncation=False, return_token_type_ids=False, return_attention_mask=False)
         for column, encoded in (("source", sources), ("target", targets)):
             limit = limits[column]
             if limit is None:
@@ -190,7 +190,8 @@ def tokenize_pairs(
                         None,
                         f"example {index} has a {column} of {len(ids)} tokens (eos included), "
                         f"over the limit of {limit}",
-                        f"every {column} within max_{column}_length (raise the limit or drop long examples)",
+                        f"at most {limit} tokens per {column} (raise max_{column}_length, within the model's "
+                        "max_position_embeddings, or drop the long examples)",
                     )
         return {
             "input_ids": sources["input_ids"],

@@ -141,7 +141,7 @@ def test_date_dataset_respects_locales_and_years():
     "kwargs, fragment",
     [
         ({"locales": ["xx_NOPE"]}, "unknown locale 'xx_NOPE'"),
-        ({"formats": ["short"]}, "unknown date format"),
+        ({"formats": ["short"]}, r"unsupported date format\(s\) \['short'\]"),
         ({"start_year": 2000, "end_year": 2000, "num_validation": 200, "num_test": 200}, "held-out dates"),
         ({"num_train": -1}, "num_train=-1"),
         ({"start_year": 2000, "end_year": 2000, "locales": ["en_GB"], "num_train": 10_000}, "num_train=10000"),
@@ -380,3 +380,10 @@ def test_too_few_examples_for_a_validation_split(tmp_path):
     with pytest.raises(DataError, match="too few to hold out"):
         load_text_pairs(path, validation_fraction=0.1)
     assert len(load_text_pairs(path, validation_fraction=0)["train"]) == 1
+
+
+def test_data_error_message_is_one_line_and_keeps_its_parts():
+    error = DataError("data/train.csv", "header has no column(s) ['tar\nget']", "a header row naming\n'target'")
+    assert str(error) == "data/train.csv: header has no column(s) ['tar get']; expected a header row naming 'target'"
+    assert (error.path, error.expected) == ("data/train.csv", "a header row naming\n'target'")
+    assert str(DataError(None, "no data files given", "a path")) == "no data files given; expected a path"
