@@ -25,6 +25,7 @@ import fnmatch
 import json
 import logging
 import math
+import re
 import struct
 import tempfile
 from importlib import resources
@@ -60,20 +61,25 @@ HEADS = {
     "MiniformerForCausalLM": ("AutoModelForCausalLM", "text-generation"),
     "MiniformerModel": ("AutoModel", "feature-extraction"),
 }
-# metrics.json key -> (name shown in the card, metric id for the card's YAML metadata)
+# Evaluation metric (after the split prefix in metrics.json) -> (name shown in the card, metric id for the YAML).
 EVAL_METRICS = {
-    "eval_exact_match": ("Exact match", "exact_match"),
-    "eval_cer": ("Character error rate (CER)", "cer"),
-    "eval_bleu": ("BLEU", "bleu"),
-    "eval_accuracy": ("Accuracy", "accuracy"),
-    "eval_loss": ("Loss (cross-entropy)", None),
+    "exact_match": ("Exact match", "exact_match"),
+    "cer": ("Character error rate (CER)", "cer"),
+    "bleu": ("BLEU", "bleu"),
+    "accuracy": ("Accuracy", "accuracy"),
+    "loss": ("Loss (cross-entropy)", None),
 }
+# Prefixes a metrics.json gives evaluation figures, and the split each names.
+EVAL_SPLITS = {"test": "test", "eval": "evaluation", "validation": "validation"}
 TRAINING_FACTS = {
     "task": "Task",
     "dataset": "Dataset",
+    "command": "Command",
     "epochs": "Epochs",
     "num_train_epochs": "Epochs",
+    "epoch": "Epochs",
     "max_steps": "Optimizer steps",
+    "global_step": "Optimizer steps",
     "train_samples": "Training examples",
     "learning_rate": "Peak learning rate",
     "warmup_steps": "Warm-up steps",
@@ -85,6 +91,7 @@ TRAINING_FACTS = {
     "seed": "Seed",
 }
 EXAMPLE_INPUTS = {"dates": "3 March 1998"}
+REPO_ID_PLACEHOLDER = "<namespace>/<repo-name>"  # in cards rendered before the repo id is known; filled in at push
 
 
 class SharingError(ValueError):
@@ -174,14 +181,37 @@ def _config_dict(config: Any) -> dict[str, Any]:
         return config.to_dict()
     if isinstance(config, Mapping):
         return dict(config)
+    if isinstance(config, (str, Path)) and Path(config, "config.json").is_file():
+        return _read_json(Path(config, "config.json"), "model config")
     raise SharingError(
-        f"render_model_card got a config of type {type(config).__name__}; expected a MiniformerConfig or the "
-        "dict read from a config.json."
+        f"render_model_card got config={config!r}; expected a MiniformerConfig, the dict of a config.json, or a "
+        "folder holding a config.json."
     )
 
 
+def _flat_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level figures plus those of the nested ``train`` block that ``miniformer train`` writes."""
+    flat = dict(metrics)
+    for key, value in (metrics.get("train") or {}).items() if isinstance(metrics.get("train"), Mapping) else ():
+        flat.setdefault(key, value)
+    return flat
+
+
+def _evaluation(metrics: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Table rows (name, value) and YAML metric ids of every ``<split>_<metric>`` figure in ``metrics``."""
+    rows, metric_ids = [], []
+    for split_prefix, split in EVAL_SPLITS.items():
+        for metric, (label, metric_id) in EVAL_METRICS.items():
+            value = metrics.get(f"{split_prefix}_{metric}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append((f"{label}, {split} split", _format_number(value)))
+                if metric_id and metric_id not in metric_ids:
+                    metric_ids.append(metric_id)
+    return rows, metric_ids
+
+
 def render_model_card(
-    config: Any,
+    config: Any = None,
     *,
     metrics: Mapping[str, Any] | None = None,
     repo_id: str | None = None,
@@ -189,13 +219,22 @@ def render_model_card(
     license: str = "apache-2.0",
     datasets: list[str] | None = None,
     tags: list[str] | None = None,
+    task: str | None = None,
+    command: str | None = None,
+    run_dir: str | Path | None = None,
     template_path: str | Path | None = None,
 ) -> ModelCard:
     """Render the Miniformer model card for a checkpoint.
 
     Args:
-        config: the model's ``MiniformerConfig`` or the dict of its ``config.json``.
-        metrics: the run's ``metrics.json`` (``eval_*`` figures, ``task``, ``train_runtime``, ``epochs`` ...).
+        config: the model's ``MiniformerConfig``, the dict of its ``config.json``, or a folder holding one;
+            default: ``run_dir``.
+        metrics: the run's figures: ``<split>_<metric>`` for splits ``test``/``eval``/``validation`` and metrics
+            ``exact_match``/``cer``/``bleu``/``accuracy``/``loss``; ``task``; ``train_runtime``, ``epochs``,
+            ``max_steps`` ... (also inside a nested ``train`` block). They take precedence over ``run_dir``'s.
+        task: the training task (default: ``metrics["task"]``).
+        command: the command line that trained the model, shown under Training.
+        run_dir: a run folder; its ``metrics.json`` and safetensors fill what the other arguments leave out.
         repo_id: the Hub repository the card describes; used in the title and the usage snippet.
         num_parameters: parameter count shown in the architecture table.
         license: SPDX-style license id for the YAML metadata.
@@ -206,8 +245,21 @@ def render_model_card(
     Returns:
         A ``huggingface_hub.ModelCard``; ``card.save(path)`` writes the README, ``card.push_to_hub(repo_id)`` uploads.
     """
-    config = _config_dict(config)
+    if config is None and run_dir is None:
+        raise SharingError("render_model_card needs a config or a run_dir; pass the model's config (model.config).")
+    config = _config_dict(config if config is not None else run_dir)
     metrics = dict(metrics or {})
+    if run_dir is not None and Path(run_dir, "metrics.json").is_file():
+        metrics = {**_read_json(Path(run_dir, "metrics.json"), "training metrics"), **metrics}
+    metrics = _flat_metrics(metrics)
+    if task is not None:
+        metrics["task"] = task
+    if command is not None:
+        metrics["command"] = command
+    if num_parameters is None and isinstance(metrics.get("num_parameters"), int):
+        num_parameters = metrics["num_parameters"]
+    if num_parameters is None and run_dir is not None and any(Path(run_dir, n).is_file() for n in WEIGHT_FILES):
+        num_parameters = count_safetensors_parameters(run_dir)
     if config.get("model_type") != "miniformer":
         raise SharingError(
             f"render_model_card got a config with model_type={config.get('model_type')!r}; expected 'miniformer' "
@@ -221,7 +273,7 @@ def render_model_card(
     datasets = list(datasets or [])
     if isinstance(metrics.get("dataset"), str) and "/" in metrics["dataset"] and metrics["dataset"] not in datasets:
         datasets.append(metrics["dataset"])
-    metric_ids = [metric_id for key, (_, metric_id) in EVAL_METRICS.items() if metric_id and key in metrics]
+    eval_rows, metric_ids = _evaluation(metrics)
     card_tags = ["miniformer", "custom_code"]
     card_tags.append("encoder-decoder" if config.get("is_encoder_decoder", True) else "decoder-only")
     card_tags += [tag for tag in [task, *(tags or [])] if tag and tag not in card_tags]
@@ -244,11 +296,12 @@ def render_model_card(
     for key, label in TRAINING_FACTS.items():
         if key in metrics and label not in {row[0] for row in training_rows}:
             value = metrics[key]
-            shown = f"{value:.1f} s" if key == "train_runtime" and isinstance(value, (int, float)) else value
-            training_rows.append((label, f"`{shown}`" if key in ("task", "dataset") else _format_number(shown)))
+            if key == "train_runtime" and isinstance(value, (int, float)):
+                value = f"{value:.1f} s"
+            training_rows.append((label, f"`{value}`" if key in ("task", "dataset", "command") else
+                                  _format_number(value)))
     if training_rows and "dropout" in config:
         training_rows.append(("Dropout `P_drop`", _format_number(config["dropout"])))
-    eval_rows = [(label, _format_number(metrics[key])) for key, (label, _) in EVAL_METRICS.items() if key in metrics]
     summary = (
         f"A {_format_parameters(num_parameters).split(' (')[0]}-parameter Miniformer"
         if num_parameters is not None
@@ -257,7 +310,7 @@ def render_model_card(
     summary += f" trained for the `{task}` task." if task else " checkpoint."
 
     template = Path(template_path) if template_path is not None else card_template_path()
-    return ModelCard.from_template(
+    card = ModelCard.from_template(
         card_data,
         template_path=str(template),
         model_name=model_name,
@@ -278,10 +331,12 @@ def render_model_card(
         deviations=_deviations(config),
         training_rows=training_rows,
         eval_rows=eval_rows,
-        eval_note="Figures measured on the held-out evaluation split at the end of training." if eval_rows else "",
-        usage=_usage_snippet(repo_id or "<namespace>/<repo-name>", auto_class, task),
+        eval_note="Figures measured on held-out splits at the end of training." if eval_rows else "",
+        usage=_usage_snippet(repo_id or REPO_ID_PLACEHOLDER, auto_class, task),
         task=task,
     )
+    # Optional template sections leave runs of blank lines behind; Markdown needs one.
+    return ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -325,7 +380,8 @@ def validate_run_folder(model_dir: str | Path) -> dict[str, Any]:
     files, and the tokenizer files. ``metrics.json``, ``generation_config.json`` and ``README.md`` are optional.
     """
     model_dir = Path(model_dir)
-    hint = "point --model at a folder written by `miniformer train` or by model.save_pretrained + tokenizer.save_pretrained"
+    hint = ("point --model at a folder written by `miniformer train` or by model.save_pretrained + "
+            "tokenizer.save_pretrained")
     if not model_dir.is_dir():
         raise SharingError(f"{model_dir} is not a folder; {hint}.")
     config_path = model_dir / "config.json"
@@ -368,7 +424,7 @@ def _files_to_push(model_dir: Path) -> list[Path]:
 
 
 def _http_error_line(error: HfHubHTTPError) -> str:
-    server_message = getattr(error, "server_message", None) or ""
+    server_message = error.server_message or ""
     status = error.response.status_code if error.response is not None else "?"
     return f"HTTP {status}{': ' + server_message.splitlines()[0] if server_message else ''}"
 
@@ -385,8 +441,9 @@ def push_run_folder(
     """Upload a Miniformer run folder to the Hub in one commit, creating the repository if needed.
 
     The folder is checked before any network call (:func:`validate_run_folder`). If it has no ``README.md``, a card
-    is rendered from its config and ``metrics.json``. Everything goes up in a single commit, so a failure leaves the
-    repository as it was; a repository this call created is deleted again if its first commit fails.
+    is rendered from its config and ``metrics.json``; a card rendered earlier without a repo id gets it filled in.
+    Training by-products (:data:`EXCLUDED_FROM_PUSH`) stay behind. Everything goes up in a single commit, so a
+    failure leaves the repository as it was; a repository this call created is deleted again if that commit fails.
 
     Args:
         model_dir: the run folder.
@@ -413,23 +470,29 @@ def push_run_folder(
 
     api = HfApi(token=token)
     try:
-        user = api.whoami()["name"]
+        identity = api.whoami()
     except (HfHubHTTPError, LocalTokenNotFoundError) as error:
         raise SharingError(f"The Hub at {api.endpoint} rejected the token ({error.__class__.__name__}); create a "
                            "token with write access and pass it with --token or HF_TOKEN.") from error
+    user = identity["name"]
+    if identity.get("auth", {}).get("accessToken", {}).get("role") == "read":
+        raise SharingError(f"The token of user {user!r} is read-only, so it cannot push; create a token with write "
+                           "access and pass it with --token or HF_TOKEN.")
     if "/" not in repo_id:
         repo_id = f"{user}/{repo_id}"
 
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(model_dir).as_posix(), path_or_fileobj=str(path))
         for path in _files_to_push(model_dir)
+        if path != model_dir / "README.md"
     ]
-    if not (model_dir / "README.md").is_file():
-        metrics_path = model_dir / "metrics.json"
-        metrics = _read_json(metrics_path, "training metrics") if metrics_path.is_file() else {}
-        card = render_model_card(config, metrics=metrics, repo_id=repo_id,
-                                 num_parameters=count_safetensors_parameters(model_dir))
-        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
+    readme = model_dir / "README.md"
+    if readme.is_file():
+        # A card rendered before the repo id was known has a placeholder in its usage snippet: fill it in.
+        card_text = readme.read_text(encoding="utf-8").replace(REPO_ID_PLACEHOLDER, repo_id)
+    else:
+        card_text = str(render_model_card(config, run_dir=model_dir, repo_id=repo_id))
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode("utf-8")))
 
     created_here = False
     try:
@@ -507,7 +570,8 @@ def push_model(
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the arguments of ``miniformer push`` to ``parser``."""
     parser.add_argument("--model", required=True, metavar="DIR", help="run folder written by `miniformer train`")
-    parser.add_argument("--repo-id", required=True, metavar="NAME", help="Hub repository, e.g. your-name/miniformer-dates")
+    parser.add_argument("--repo-id", required=True, metavar="NAME",
+                        help="Hub repository, e.g. your-name/miniformer-dates")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--revision", default=None, metavar="BRANCH", help="branch to push to (default: main)")
     parser.add_argument("--token", default=None, help="Hub access token (default: HF_TOKEN or `hf auth login`)")

@@ -189,12 +189,14 @@ class Repo:
 class HubError(Exception):
     """An HTTP error answer, with the headers the client keys on (``X-Error-Code``, ``X-Error-Message``)."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, headers: dict | None = None):
+    def __init__(self, status: int, message: str, *, code: str | None = None, headers: dict | None = None,
+                 body: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.headers = headers or {}
+        self.body = body or {}
 
 
 def _repo_not_found(user: str | None) -> HubError:
@@ -208,6 +210,7 @@ class HubState:
 
     def __init__(self, tokens: dict[str, str], orgs: dict[str, set[str]] | None = None, lfs: bool = False):
         self.tokens = dict(tokens)  # token -> user name
+        self.read_only_tokens: set[str] = set()  # tokens with the "read" role: they may read but not write
         self.lfs = lfs
         self.orgs = {org: set(members) for org, members in (orgs or {}).items()}
         self.repos: dict[tuple[str, str], Repo] = {}
@@ -374,12 +377,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self.body = self._drain_body()
         try:
             self.user = self.state.user_for(self.headers.get("Authorization"))
+            self.read_only = self.headers.get("Authorization", "").partition(" ")[2].strip() in \
+                self.state.read_only_tokens
             self._route()
         except HubError as error:
             headers = {"X-Error-Message": error.message, **error.headers}
             if error.code:
                 headers["X-Error-Code"] = error.code
-            self._send_json({"error": error.message}, error.status, headers)
+            self._send_json({"error": error.message, **error.body}, error.status, headers)
         except Exception as error:  # a server bug must show up as a 500 the test can see, not a dropped connection
             logger.exception("hub server failed on %s %s", self.command, self.path)
             self._send_json({"error": f"Internal server error: {error!r}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
@@ -448,6 +453,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     # -- account and repos -------------------------------------------------------------------------------------------
 
+    def _repo_for_write(self, repo_type: str, repo_id: str) -> Repo:
+        if self.read_only:
+            raise HubError(HTTPStatus.FORBIDDEN, "This token has the read role and cannot write")
+        return self.state.repo_for_write(repo_type, repo_id, self.user)
+
     def _whoami(self) -> None:
         if self.user is None:
             raise HubError(HTTPStatus.UNAUTHORIZED, "Invalid username or password.")
@@ -455,7 +465,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send_json({
             "type": "user", "id": hashlib.sha1(self.user.encode()).hexdigest()[:24], "name": self.user,
             "fullname": self.user, "orgs": [{"type": "org", "name": org} for org in orgs],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "local-hub", "role": "write"}},
+            "auth": {"type": "access_token", "accessToken": {"displayName": "local-hub",
+                                                                 "role": "read" if self.read_only else "write"}},
         })
 
     def _validate_yaml(self) -> None:
@@ -469,6 +480,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         body = self._json_body()
         if self.user is None:
             raise HubError(HTTPStatus.UNAUTHORIZED, "You must be authenticated to create a repository")
+        if self.read_only:
+            raise HubError(HTTPStatus.FORBIDDEN, "This token has the read role and cannot create repositories")
         name, namespace = body.get("name") or "", body.get("organization") or self.user
         repo_type = body.get("type") or "model"
         if not _NAME.fullmatch(name) or not _NAME.fullmatch(namespace) or "--" in name or ".." in name:
@@ -481,7 +494,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         try:
             repo = self.state.create_repo(repo_type, namespace, name, bool(private), self.user)
         except HubError as error:
-            error.headers["Content-Location"] = url
+            error.body["url"] = url  # the client reads it when it passed exist_ok=True
             raise
         self._send_json({"url": url, "name": repo.repo_id, "id": repo.repo_id})
 
@@ -490,7 +503,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         repo_id = f"{body.get('organization') or self.user}/{body.get('name')}"
         repo_type = body.get("type") or "model"
         with self.state.lock:
-            self.state.repo_for_write(repo_type, repo_id, self.user)
+            self._repo_for_write(repo_type, repo_id)
             del self.state.repos[(repo_type, repo_id)]
         self._send(HTTPStatus.OK)
 
@@ -591,7 +604,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _branch(self, repo_type: str, repo_id: str, branch: str) -> None:
         with self.state.lock:
-            repo = self.state.repo_for_write(repo_type, repo_id, self.user)
+            repo = self._repo_for_write(repo_type, repo_id)
             if self.command == "DELETE":
                 if branch not in repo.branches or branch == "main":
                     raise HubError(HTTPStatus.NOT_FOUND, f"Invalid rev id: {branch}", code="RevisionNotFound")
@@ -606,7 +619,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def _tag(self, repo_type: str, repo_id: str, revision: str) -> None:
         body = self._json_body()
         with self.state.lock:
-            repo = self.state.repo_for_write(repo_type, repo_id, self.user)
+            repo = self._repo_for_write(repo_type, repo_id)
             tag = body.get("tag") or ""
             if not tag:
                 raise HubError(HTTPStatus.BAD_REQUEST, "A tag name is required")
@@ -619,7 +632,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _preupload(self, repo_type: str, repo_id: str, revision: str) -> None:
         body = self._json_body()
-        repo = self.state.repo_for_write(repo_type, repo_id, self.user)
+        repo = self._repo_for_write(repo_type, repo_id)
         commit = self._commit_or_error(repo, revision)
         answers = []
         for item in body.get("files", []):
@@ -638,7 +651,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
         body = self._json_body()
-        self.state.repo_for_write(repo_type, repo_id, self.user)
+        self._repo_for_write(repo_type, repo_id)
         if body.get("operation") != "upload":
             raise HubError(HTTPStatus.BAD_REQUEST, "This local hub only serves LFS uploads through the batch API")
         objects = []
@@ -677,7 +690,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def _commit(self, repo_type: str, repo_id: str, revision: str) -> None:
         lines = [line for line in self._read_body().split(b"\n") if line.strip()]
         with self.state.lock:
-            repo = self.state.repo_for_write(repo_type, repo_id, self.user)
+            repo = self._repo_for_write(repo_type, repo_id)
             if revision not in repo.branches:
                 if repo.resolve(revision) is not None:
                     raise HubError(HTTPStatus.BAD_REQUEST, f"Can only commit to a branch, not to {revision}")
@@ -799,7 +812,8 @@ class HubServer:
     """A local Hub on a free loopback port, running in a background thread.
 
     Args:
-        tokens: access token -> user name; every token has write rights on its user's namespace.
+        tokens: access token -> user name; these tokens have write rights on their user's namespaces.
+        read_only_tokens: access token -> user name, for tokens with the "read" role.
         orgs: organisation name -> member user names (members can write to the organisation's namespace).
         host: address to bind; the endpoint is ``http://{host}:{port}``.
         port: 0 picks a free port.
@@ -810,8 +824,10 @@ class HubServer:
     """
 
     def __init__(self, tokens: dict[str, str] | None = None, orgs: dict[str, set[str]] | None = None,
-                 host: str = "127.0.0.1", port: int = 0, cdn_host: str = "localhost", lfs: bool = False):
-        self.state = HubState(tokens or {}, orgs, lfs=lfs)
+                 host: str = "127.0.0.1", port: int = 0, cdn_host: str = "localhost", lfs: bool = False,
+                 read_only_tokens: dict[str, str] | None = None):
+        self.state = HubState({**(tokens or {}), **(read_only_tokens or {})}, orgs, lfs=lfs)
+        self.state.read_only_tokens = set(read_only_tokens or {})
         self._httpd = _HubHTTPServer((host, port), self.state, cdn_host)
         self._thread: threading.Thread | None = None
 
@@ -876,7 +892,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a local, in-memory Hugging Face Hub for push/load tests.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8808)
-    parser.add_argument("--lfs", action="store_true", help="answer LFS upload modes (clients need HF_HUB_DISABLE_XET=1)")
+    parser.add_argument("--lfs", action="store_true",
+                        help="answer LFS upload modes (clients need HF_HUB_DISABLE_XET=1)")
     parser.add_argument("--token", action="append", default=[], metavar="TOKEN=USER",
                         help="an access token and the user it belongs to; repeatable (default: hf_local=local)")
     args = parser.parse_args(argv)
