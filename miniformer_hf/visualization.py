@@ -15,11 +15,12 @@ Contents
     attention_example                    run the model on a source (and optional target) text
     attention_from_generation            stitch ``generate()`` step attentions into one example
     generate_with_attention              generate from a source text and keep the attention
-    plot_attention / plot_attention_grid one head / all heads of a layer, as matplotlib figures
+    plot_attention / plot_attention_grid one head / all heads of a layer (or of every layer), as figures
     plot_generation_alignment            cross-attention of each generated token over the source
     head_view / model_view               bertviz views from a model, a tokenizer and text
     render_head_view / render_model_view bertviz views of an AttentionExample
     save_attention_html                  one HTML file that renders offline (no CDN)
+    make_self_contained                  the same for HTML that bertviz itself exported
     visualize_example                    all of the above into a folder (used by ``miniformer train``)
     add_visualize_arguments / run_visualize    ``miniformer visualize``
 
@@ -37,6 +38,7 @@ import importlib
 import importlib.util
 import logging
 import math
+import numbers
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,6 +77,7 @@ def _import_optional(module_name: str, purpose: str) -> Any:
         ) from error
 
 
+@lru_cache(maxsize=1)
 def _figure_class() -> type:
     """A matplotlib Figure that also shows itself as PNG in a notebook without pyplot."""
     figure_module = _import_optional("matplotlib.figure", "Plotting attention")
@@ -165,7 +168,7 @@ def _layers(attention_weights: Any, kind: str) -> tuple[torch.Tensor, ...]:
 
 
 def _check_index(name: str, value: int, count: int, hint: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < count:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= value < count:
         raise ValueError(f"{name}={value!r} is out of range: valid values are 0 to {count - 1} ({hint}).")
 
 
@@ -511,18 +514,17 @@ def _display_token(token: str) -> str:
     return token.replace(" ", "\u2423") if token.strip() == "" else token
 
 
-def _head_matrix(
-    attention_weights: Any, kind: str, layer: int, head: int | None, batch_index: int
-) -> tuple[torch.Tensor, int, int]:
+def _head_matrix(attention_weights: Any, kind: str, layer: int, head: int | None, batch_index: int) -> torch.Tensor:
+    """One head's (query, key) weights, or the mean of the heads when ``head`` is None."""
     layers = _layers(attention_weights, kind)
     _check_index("layer", layer, len(layers), f"the model has {len(layers)} layers of {kind} attention")
     weights = layers[layer]
     batch_size, num_heads = weights.shape[0], weights.shape[1]
     _check_index("batch_index", batch_index, batch_size, f"the weights hold a batch of {batch_size}")
     if head is None:
-        return weights[batch_index].detach().float().cpu().mean(dim=0), len(layers), num_heads
+        return weights[batch_index].detach().float().cpu().mean(dim=0)  # (q, k)
     _check_index("head", head, num_heads, f"each layer has {num_heads} heads")
-    return weights[batch_index, head].detach().float().cpu(), len(layers), num_heads  # (q, k)
+    return weights[batch_index, head].detach().float().cpu()  # (q, k)
 
 
 def _axis_tokens(
@@ -547,21 +549,23 @@ def _draw_heatmap(
     query_tokens: Sequence[str] | None,
     key_tokens: Sequence[str] | None,
     *,
-    vmax: float,
     cmap: str,
     annotate: bool,
-    show_query_labels: bool = True,
+    label_queries: bool = True,
+    label_keys: bool = True,
 ) -> Any:
-    image = ax.imshow(matrix.numpy(), vmin=0.0, vmax=vmax, cmap=cmap, aspect="auto", interpolation="nearest")
+    # One colour scale for every panel: a weight is a probability, so 0 to 1 compares heads fairly.
+    image = ax.imshow(matrix.numpy(), vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto", interpolation="nearest")
     if key_tokens is not None:
-        ax.set_xticks(range(len(key_tokens)), [_display_token(t) for t in key_tokens], rotation=90)
+        labels = [_display_token(t) for t in key_tokens] if label_keys else []
+        ax.set_xticks(range(len(key_tokens)) if label_keys else [], labels, rotation=90)
     if query_tokens is not None:
-        labels = [_display_token(t) for t in query_tokens] if show_query_labels else []
-        ax.set_yticks(range(len(query_tokens)) if show_query_labels else [], labels)
+        labels = [_display_token(t) for t in query_tokens] if label_queries else []
+        ax.set_yticks(range(len(query_tokens)) if label_queries else [], labels)
     if annotate:
         for query, row in enumerate(matrix.tolist()):
             for key, value in enumerate(row):
-                colour = "black" if value > 0.6 * vmax else "white"
+                colour = "black" if value > 0.6 else "white"
                 ax.text(key, query, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
     return image
 
@@ -600,7 +604,7 @@ def plot_attention(
     ``head=None`` averages the heads. Draws on ``ax`` when given; returns the matplotlib Figure
     (``fig.savefig("attention.png")``).
     """
-    matrix, _, _ = _head_matrix(attention_weights, kind, layer, head, batch_index)
+    matrix = _head_matrix(attention_weights, kind, layer, head, batch_index)
     query_tokens, key_tokens = _axis_tokens(attention_weights, kind, source_tokens, target_tokens, matrix, layer)
     if ax is None:
         figure = _figure_class()(figsize=_figure_size(*matrix.shape), layout="constrained")
@@ -609,7 +613,7 @@ def plot_attention(
         figure = ax.figure
     if annotate is None:
         annotate = matrix.numel() <= 144
-    image = _draw_heatmap(ax, matrix, query_tokens, key_tokens, vmax=1.0, cmap=cmap, annotate=annotate)
+    image = _draw_heatmap(ax, matrix, query_tokens, key_tokens, cmap=cmap, annotate=annotate)
     _, query_side, key_side = ATTENTION_KINDS[kind]
     ax.set_xlabel(f"key: {_AXIS_NAMES[key_side]}")
     ax.set_ylabel(f"query: {_AXIS_NAMES[query_side]}")
@@ -621,7 +625,7 @@ def plot_attention(
 
 def plot_attention_grid(
     attention_weights: Any,
-    layer: int = 0,
+    layer: int | None = 0,
     *,
     kind: str = "encoder",
     batch_index: int = 0,
@@ -631,31 +635,41 @@ def plot_attention_grid(
     cmap: str = "viridis",
     title: str | None = None,
 ) -> Any:
-    """All heads of one layer side by side, on one colour scale (0 to 1). Returns the Figure."""
+    """All heads of one layer side by side (``columns`` per row), on one colour scale from 0 to 1.
+
+    ``layer=None`` draws every layer, one row per layer and one column per head. Arguments otherwise
+    as :func:`plot_attention`. Returns the Figure.
+    """
     layers = _layers(attention_weights, kind)
-    _check_index("layer", layer, len(layers), f"the model has {len(layers)} layers of {kind} attention")
-    num_heads = layers[layer].shape[1]
-    columns = min(num_heads, 4) if columns is None else columns
+    num_heads = layers[0].shape[1]
+    if layer is None:
+        panels = [(row, head) for row in range(len(layers)) for head in range(num_heads)]
+        columns = num_heads
+    else:
+        _check_index("layer", layer, len(layers), f"the model has {len(layers)} layers of {kind} attention")
+        panels = [(layer, head) for head in range(num_heads)]
+        columns = min(num_heads, 4) if columns is None else columns
     if not isinstance(columns, int) or columns < 1:
         raise ValueError(f"columns={columns!r} must be a positive integer (heads per row).")
-    rows = math.ceil(num_heads / columns)
-    first, _, _ = _head_matrix(attention_weights, kind, layer, 0, batch_index)
-    query_tokens, key_tokens = _axis_tokens(attention_weights, kind, source_tokens, target_tokens, first, layer)
+    rows = math.ceil(len(panels) / columns)
+    first = _head_matrix(attention_weights, kind, panels[0][0], 0, batch_index)
+    query_tokens, key_tokens = _axis_tokens(attention_weights, kind, source_tokens, target_tokens, first, panels[0][0])
     figure = _figure_class()(figsize=_figure_size(*first.shape, columns=columns, rows=rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
-    image = None
-    for head in range(rows * columns):
-        ax = axes[head // columns][head % columns]
-        if head >= num_heads:
+    for index, ax in enumerate(axes.flat):
+        if index >= len(panels):
             ax.set_axis_off()
             continue
-        matrix, _, _ = _head_matrix(attention_weights, kind, layer, head, batch_index)
+        panel_layer, head = panels[index]
         image = _draw_heatmap(
-            ax, matrix, query_tokens, key_tokens, vmax=1.0, cmap=cmap, annotate=False,
-            show_query_labels=head % columns == 0,
+            ax, _head_matrix(attention_weights, kind, panel_layer, head, batch_index), query_tokens, key_tokens,
+            cmap=cmap, annotate=False,
+            label_queries=index % columns == 0,
+            label_keys=index + columns >= len(panels),  # only under the lowest panel of each column
         )
-        ax.set_title(f"head {head}")
-    figure.suptitle(title if title is not None else f"{_kind_title(kind)}, layer {layer}, all heads")
+        ax.set_title(f"head {head}" if layer is not None else f"layer {panel_layer}, head {head}", fontsize=9)
+    which = "all layers and heads" if layer is None else f"layer {layer}, all heads"
+    figure.suptitle(title if title is not None else f"{_kind_title(kind)}, {which}")
     figure.colorbar(image, ax=axes, label="attention weight", shrink=0.8)
     return figure
 
@@ -746,9 +760,11 @@ def _render_bertviz(view: str, example: Any, html_action: str, offline: bool, op
 
 
 def _iframe(document: str) -> str:
+    # The iframe grows to its content once loaded; srcdoc frames share the notebook's origin.
     return (
-        f'<iframe srcdoc="{html.escape(document, quote=True)}" style="width:100%;height:640px;border:0" '
-        "onload=\"this.style.height=(this.contentWindow.document.body.scrollHeight+24)+'px'\"></iframe>"
+        f'<div class="miniformer-attention"><iframe srcdoc="{html.escape(document, quote=True)}" '
+        'style="width:100%;height:640px;border:0" '
+        "onload=\"this.style.height=(this.contentWindow.document.body.scrollHeight+24)+'px'\"></iframe></div>"
     )
 
 
@@ -964,11 +980,12 @@ def save_attention_html(
         source_mask=source_mask, target_mask=target_mask,
     )
     intro = f"<h1>{html.escape(title)}</h1>\n"
-    intro += f'<p class="note">Source: {html.escape(" ".join(example.source_tokens or []))}</p>\n'
-    if example.target_tokens is not None:
-        intro += f'<p class="note">Decoder input: {html.escape(" ".join(example.target_tokens))}</p>\n'
-    if example.generated_tokens is not None:
-        intro += f'<p class="note">Generated: {html.escape(" ".join(example.generated_tokens))}</p>\n'
+    for label, tokens in (
+        ("Source", example.source_tokens), ("Decoder input", example.target_tokens), ("Generated", example.generated_tokens),
+    ):
+        if tokens is not None:
+            shown = " ".join(_display_token(token) for token in tokens)
+            intro += f'<p class="note">{label}: {html.escape(shown)}</p>\n'
     if description:
         intro += f'<p class="note">{html.escape(description)}</p>\n'
     headings = {
@@ -982,7 +999,7 @@ def save_attention_html(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_self_contained_document(fragments, title=title, intro=intro), encoding="utf-8")
-    logger.info("Wrote self-contained attention HTML to %s", path)
+    logger.debug("Wrote self-contained attention HTML to %s", path)
     return path
 
 
@@ -997,14 +1014,13 @@ def _save_figure(figure: Any, path: Path) -> Path:
 
 
 def _write_plots(example: AttentionExample, out_dir: Path, prefix: str) -> dict[str, Path]:
+    """One PNG per kind of attention: every layer (rows) and head (columns)."""
     written = {}
     for kind in ATTENTION_KINDS:
-        layers = _layers_or_none(example, kind)
-        if layers is None or (kind != "encoder" and example.target_tokens is None):
+        if _layers_or_none(example, kind) is None or (kind != "encoder" and example.target_tokens is None):
             continue
-        for layer in range(len(layers)):
-            name = f"{prefix}{kind}_layer{layer}"
-            written[f"{name}_png"] = _save_figure(plot_attention_grid(example, layer, kind=kind), out_dir / f"{name}.png")
+        figure = plot_attention_grid(example, None, kind=kind)
+        written[f"{prefix}{kind}_png"] = _save_figure(figure, out_dir / f"{prefix}{kind}.png")
     return written
 
 
@@ -1022,9 +1038,9 @@ def visualize_example(
 
     Always: ``generation.html`` (bertviz head and model views over the source and the generated
     tokens), ``generation_alignment.png`` (cross-attention of each generated token over the source) and
-    one PNG grid of all heads per kind and layer (``generation_<kind>_layer<L>.png``). With
-    ``target_text``, the same for the model teacher-forced on that target: ``attention.html`` and
-    ``attention_<kind>_layer<L>.png``. The model's train/eval mode is restored afterwards.
+    one PNG per kind of attention with every layer and head (``generation_<kind>.png``, kind being
+    encoder, decoder or cross). With ``target_text``, the same for the model teacher-forced on that
+    target: ``attention.html`` and ``attention_<kind>.png``. The model's train/eval mode is restored.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1081,8 +1097,12 @@ def run_visualize(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, **generate_kwargs,
     )
     for name, path in written.items():
-        logger.info("%s: %s", name, path)
-    logger.info("Open %s in a browser; it needs no network.", written["generation_html"])
+        logger.debug("%s: %s", name, path)
+    logger.info(
+        "Wrote %d attention views to %s (%s). Open %s in any browser; it needs no network.",
+        len(written), args.out, ", ".join(sorted(path.name for path in written.values())),
+        written["generation_html"],
+    )
     return 0
 
 

@@ -96,7 +96,6 @@ class DevToolsPipe:
         self._buffer = b""
         self._next_id = 0
         self._replies: dict[int, dict] = {}
-        self.events: list[dict] = []
         self.on_event = None  # called with each event message as it arrives
 
     def close(self) -> None:
@@ -131,7 +130,6 @@ class DevToolsPipe:
         return json.loads(message)
 
     def _dispatch(self, message: dict) -> None:
-        self.events.append(message)
         if self.on_event is not None:
             self.on_event(message)
 
@@ -253,7 +251,7 @@ def offline_render_problems(page: OpenedPage, expected_tokens: set[str]) -> list
     problems = []
     if page.outside_requests:
         problems.append(f"the page requested {len(page.outside_requests)} outside URLs: {page.outside_requests}")
-    drawn = page.wait_for(f"({SVG_TEXTS}).some(texts => texts.length > 0) && {SVG_TEXTS}", seconds=5)
+    drawn = page.wait_for(f"({SVG_TEXTS}).some(texts => texts.length > 0) && {SVG_TEXTS}", seconds=3)
     if not drawn:
         problems.append("no SVG with token labels was drawn")
     else:
@@ -277,10 +275,6 @@ def browser():
         pipe.close()
 
 
-def _softmax_rows(scores: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(scores, dim=-1)
-
-
 @pytest.fixture(scope="module")
 def example() -> visualization.AttentionExample:
     generator = torch.Generator().manual_seed(0)
@@ -293,7 +287,7 @@ def example() -> visualization.AttentionExample:
             scores = torch.randn(1, heads, query, key, generator=generator)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
-            result.append(_softmax_rows(scores))
+            result.append(torch.softmax(scores, dim=-1))
         return tuple(result)
 
     return visualization.AttentionExample(
