@@ -1,0 +1,632 @@
+"""Training Miniformer: a thin layer over `transformers.Seq2SeqTrainer`.
+
+`TransformerTrainer` keeps the seed's two-line API::
+
+    trainer = TransformerTrainer(model=model, learning_rate=5e-5, batch_size=32)
+    trainer.train(train_dataset, epochs=10)
+
+and hands everything else to the Hugging Face trainer it builds (``trainer.hf_trainer``): any
+`Seq2SeqTrainingArguments` field passes through as a keyword, and callbacks, ``evaluate``,
+``predict`` and ``resume_from_checkpoint`` are the library's own.
+
+What this module adds to the library:
+
+* ``schedule="paper"``: the learning rate of §5.3, lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5),
+  with Adam's β2 = 0.98 and ε = 1e-9. Its shape is exactly transformers' ``"inverse_sqrt"`` schedule
+  (linear warmup, then decay ∝ step^-0.5, with ``timescale = warmup``); the paper's formula only fixes
+  the peak, d_model^-0.5 · warmup^-0.5, which becomes the learning rate. ``schedule="inverse_sqrt"``
+  keeps the shape with a peak you choose. ``label_smoothing=0.1`` is §5.4 (the library's `LabelSmoother`).
+* `compute_text_metrics` / `Seq2SeqMetrics`: exact match, character error rate (Levenshtein distance
+  over reference length) and BLEU/chrF from sacrebleu, on generated text.
+* `AtomicCheckpointSeq2SeqTrainer`: checkpoints are written into a staging folder and renamed into
+  place only when complete, so a run killed at any moment never leaves a ``checkpoint-N`` folder that a
+  resume would pick up half-written. (transformers 5.24 writes ``checkpoint-N`` in place.)
+* `TrainingClockCallback`: evaluates held-out exact match when the *training* time (wall time minus the
+  time spent evaluating) reaches given marks; the training benchmark uses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import sacrebleu
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import (
+    DataCollatorForSeq2Seq,
+    GenerationConfig,
+    PreTrainedTokenizerBase,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+
+from .tokenization import tokenize_pairs
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AtomicCheckpointSeq2SeqTrainer",
+    "PAPER_ADAM_BETA2",
+    "PAPER_ADAM_EPSILON",
+    "SCHEDULES",
+    "Seq2SeqMetrics",
+    "TrainingClockCallback",
+    "TransformerTrainer",
+    "character_error_rate",
+    "compute_text_metrics",
+    "edit_distance",
+    "exact_match",
+    "generate_texts",
+    "last_complete_checkpoint",
+    "paper_learning_rate",
+]
+
+# §5.3: Adam with β1 = 0.9, β2 = 0.98, ε = 1e-9.
+PAPER_ADAM_BETA2 = 0.98
+PAPER_ADAM_EPSILON = 1e-9
+PAPER_WARMUP_STEPS = 4000
+
+# Our names for the schedules; any other name transformers' `get_scheduler` knows passes through.
+SCHEDULES = ("paper", "inverse_sqrt", "linear", "cosine", "constant", "constant_with_warmup")
+
+# Checkpoints are staged here (inside output_dir) and renamed to output_dir/checkpoint-N when complete.
+# The name does not match transformers' "checkpoint-<step>" pattern, so no resume ever picks it up.
+STAGING_DIR = ".checkpoint-staging"
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate schedule (§5.3)
+# ---------------------------------------------------------------------------------------------
+
+
+def paper_learning_rate(d_model: int, warmup_steps: int = PAPER_WARMUP_STEPS, scale: float = 1.0) -> float:
+    """Peak learning rate of §5.3, reached at step = warmup_steps: ``scale · d_model^-0.5 · warmup^-0.5``.
+
+    Before the peak the paper's lrate rises linearly (step · warmup^-1.5 · d_model^-0.5) and after it
+    decays as d_model^-0.5 · step^-0.5 = peak · sqrt(warmup / step), which is transformers'
+    ``"inverse_sqrt"`` schedule with ``timescale = warmup_steps`` and this peak as learning rate.
+    (The library's scheduler is stepped after each update, so update k uses the paper's lrate(k - 1):
+    the very first update has learning rate 0.)
+    """
+    if warmup_steps <= 0:
+        raise ValueError(
+            f"warmup_steps={warmup_steps} is invalid for the paper's schedule; expected a positive integer."
+        )
+    return scale * d_model**-0.5 * warmup_steps**-0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def edit_distance(hypothesis: str, reference: str) -> int:
+    """Levenshtein distance (insertions, deletions and substitutions of characters)."""
+    if len(hypothesis) < len(reference):
+        hypothesis, reference = reference, hypothesis
+    previous = list(range(len(reference) + 1))
+    for i, hyp_char in enumerate(hypothesis, start=1):
+        current = [i]
+        for j, ref_char in enumerate(reference, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (hyp_char != ref_char)))
+        previous = current
+    return previous[-1]
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Fraction of predictions equal to their reference after stripping surrounding whitespace."""
+    _check_lengths(predictions, references)
+    if not references:
+        return 0.0
+    return sum(p.strip() == r.strip() for p, r in zip(predictions, references)) / len(references)
+
+
+def character_error_rate(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Character error rate: total edit distance over total reference characters (0 is perfect)."""
+    _check_lengths(predictions, references)
+    total = sum(len(r) for r in references)
+    errors = sum(edit_distance(p, r) for p, r in zip(predictions, references))
+    return errors / max(total, 1)
+
+
+def compute_text_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """``exact_match`` and ``cer`` as fractions, ``bleu`` and ``chrf`` on sacrebleu's 0-100 scale."""
+    predictions, references = list(predictions), list(references)
+    _check_lengths(predictions, references)
+    return {
+        "exact_match": exact_match(predictions, references),
+        "cer": character_error_rate(predictions, references),
+        "bleu": sacrebleu.corpus_bleu(predictions, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(predictions, [references]).score,
+    }
+
+
+def _check_lengths(predictions: Sequence[str], references: Sequence[str]) -> None:
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"got {len(predictions)} predictions for {len(references)} references; expected one prediction per reference."
+        )
+
+
+class Seq2SeqMetrics:
+    """``compute_metrics`` for `Seq2SeqTrainer` with ``predict_with_generate=True``: decodes the
+    generated ids and the labels with ``tokenizer`` and scores them with `compute_text_metrics`."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer = tokenizer
+
+    def decode(self, ids: np.ndarray) -> list[str]:
+        ids = np.where(np.asarray(ids) < 0, self.tokenizer.pad_token_id, ids)  # -100 marks padding in labels
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    def __call__(self, eval_prediction) -> dict[str, float]:
+        predictions = eval_prediction.predictions
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        if predictions.ndim == 3:
+            raise ValueError(
+                "compute_metrics got logits, not generated ids; expected predict_with_generate=True in the "
+                "training arguments (TransformerTrainer sets it)."
+            )
+        return compute_text_metrics(self.decode(predictions), self.decode(eval_prediction.label_ids))
+
+
+@torch.no_grad()
+def generate_texts(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    batch_size: int = 256,
+    **generate_kwargs,
+) -> list[str]:
+    """Decode ``texts`` in batches with ``model.generate`` (the model's generation config unless
+    overridden) and return the decoded strings."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs: list[str] = []
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt").to(device)
+            batch.pop("token_type_ids", None)
+            generated = model.generate(**batch, **generate_kwargs)
+            outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints that are complete or absent
+# ---------------------------------------------------------------------------------------------
+
+
+def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` in ``folder`` (complete by construction), or None."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return None
+    return get_last_checkpoint(folder)
+
+
+class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
+    """`Seq2SeqTrainer` whose checkpoints appear all at once.
+
+    The library's own ``_save_checkpoint`` writes into ``<output_dir>/.checkpoint-staging/checkpoint-N``
+    (a name that ``resume_from_checkpoint=True`` ignores); when every process has finished writing, the
+    main process renames it to ``<output_dir>/checkpoint-N`` (one ``os.replace``, atomic on POSIX) and
+    then rotates old checkpoints. A run killed at any moment leaves either the previous checkpoints or
+    the new one, never a partial one where a resume looks.
+
+    It also counts the seconds spent in ``evaluate`` (``evaluation_seconds``) so that callbacks can
+    tell training time from evaluation time.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._staging_root: str | None = None
+        self.evaluation_seconds = 0.0
+
+    def _get_output_dir(self, trial):
+        if self._staging_root is not None:
+            return self._staging_root
+        return super()._get_output_dir(trial=trial)
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = self._get_output_dir(trial=trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING_DIR)
+        staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save and os.path.exists(staged):
+            shutil.rmtree(staged)  # left by a run killed while writing this very step
+        self.accelerator.wait_for_everyone()
+        # The library's own checkpoint writer, with its rotation disabled: it would run in the staging folder.
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        self._staging_root = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+            self.args.save_total_limit = save_total_limit
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            _fsync_directory(run_dir)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            if self.state.best_global_step:
+                best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
+                if os.path.isdir(best):
+                    self.state.best_model_checkpoint = best
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def prediction_step(self, *args, **kwargs):
+        # Seq2SeqTrainer fills library defaults (max_length=20 ...) into the model's generation config,
+        # which then clashes with its max_new_tokens on every later generate(); keep the config as set.
+        generation_config = copy.deepcopy(self.model.generation_config)
+        try:
+            return super().prediction_step(*args, **kwargs)
+        finally:
+            self.model.generation_config = generation_config
+
+    def evaluate(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.evaluation_seconds += time.perf_counter() - started
+
+
+def _fsync_directory(path: str) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact match against the training clock
+# ---------------------------------------------------------------------------------------------
+
+
+class TrainingClockCallback(TrainerCallback):
+    """Evaluate ``evaluate_fn(model) -> dict`` when the training time reaches each of ``marks_seconds``.
+
+    Training time is wall time since training began minus the seconds spent in the trainer's own
+    evaluations and in these ones; checkpoint saving and logging count as training. Results go to
+    ``self.results`` (a list of dicts with ``seconds``, ``training_seconds``, ``step`` and the metrics)
+    and, if ``path`` is given, to a JSON file rewritten after each mark.
+    """
+
+    def __init__(self, marks_seconds: Sequence[float], evaluate_fn: Callable[[Any], Mapping[str, float]], path=None):
+        self.marks = sorted(float(mark) for mark in marks_seconds)
+        self.evaluate_fn = evaluate_fn
+        self.path = path
+        self.results: list[dict[str, float]] = []
+        self.trainer: AtomicCheckpointSeq2SeqTrainer | None = None
+        self._started: float | None = None
+        self._own_evaluation_seconds = 0.0
+
+    def training_seconds(self) -> float:
+        if self._started is None:
+            return 0.0
+        trainer_evaluation = self.trainer.evaluation_seconds if self.trainer is not None else 0.0
+        return time.perf_counter() - self._started - trainer_evaluation - self._own_evaluation_seconds
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        while self.marks and self.training_seconds() >= self.marks[0]:
+            mark = self.marks.pop(0)
+            measured = self.training_seconds()
+            started = time.perf_counter()
+            metrics = dict(self.evaluate_fn(model))
+            self._own_evaluation_seconds += time.perf_counter() - started
+            self.results.append({"seconds": mark, "training_seconds": measured, "step": state.global_step, **metrics})
+            logger.info("After %.0f s of training (step %d): %s", mark, state.global_step, metrics)
+            if self.path is not None and args.should_save:
+                with open(self.path, "w", encoding="utf-8") as handle:
+                    json.dump(self.results, handle, indent=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The seed's trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class TransformerTrainer:
+    """Train a Miniformer (or any seq2seq ``transformers`` model) with `Seq2SeqTrainer`.
+
+    Args:
+        model: the model to train, e.g. ``Transformer(vocab_size=1000, d_model=64, ...)``.
+        tokenizer: needed for raw ``source``/``target`` text and for text metrics; optional when the
+            datasets are already tokenized (``input_ids``, ``labels``).
+        learning_rate: peak learning rate. Default 5e-5 (the library's), or with ``schedule="paper"``
+            the paper's d_model^-0.5 · warmup^-0.5 (passing both is an error: the paper fixes it).
+        batch_size: examples per device per step, for training and evaluation.
+        schedule: ``"paper"`` (§5.3: warmup then inverse square root, Adam β2 0.98, ε 1e-9),
+            ``"inverse_sqrt"`` (the same shape, your peak), or any transformers scheduler name.
+        warmup_steps: linear warmup length; default 4000 with ``schedule="paper"``, otherwise 0.
+        label_smoothing: ε_ls of §5.4 (the paper uses 0.1).
+        output_dir: where checkpoints go (the library's default ``trainer_output`` if omitted).
+        max_new_tokens: generation length for evaluation and `generate`; default: the longest
+            training target plus a margin, or 64 if unknown.
+        callbacks: `TrainerCallback`s passed to the library's trainer.
+        **training_arguments: any other `Seq2SeqTrainingArguments` field (``weight_decay``,
+            ``eval_strategy``, ``save_steps``, ``seed``, ``report_to`` ...), passed through unchanged.
+
+    After `train`, ``hf_trainer`` is the `Seq2SeqTrainer`; use it for anything this class does not wrap.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        learning_rate: float | None = None,
+        batch_size: int = 32,
+        schedule: str = "linear",
+        warmup_steps: int | None = None,
+        label_smoothing: float = 0.0,
+        output_dir: str | os.PathLike | None = None,
+        max_new_tokens: int | None = None,
+        callbacks: Sequence[TrainerCallback] | None = None,
+        **training_arguments,
+    ):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size={batch_size} is invalid; expected a positive integer.")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                f"label_smoothing={label_smoothing} is invalid; expected a value in [0, 1), e.g. 0.1 (§5.4)."
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.callbacks = list(callbacks or [])
+        self.hf_trainer: AtomicCheckpointSeq2SeqTrainer | None = None
+        self._arguments = self._training_arguments(
+            learning_rate, batch_size, schedule, warmup_steps, label_smoothing, output_dir, training_arguments
+        )
+
+    def _training_arguments(
+        self, learning_rate, batch_size, schedule, warmup_steps, label_smoothing, output_dir, extra
+    ):
+        arguments: dict[str, Any] = {
+            "per_device_train_batch_size": batch_size,
+            "per_device_eval_batch_size": batch_size,
+            "label_smoothing_factor": label_smoothing,
+            "predict_with_generate": True,
+            "report_to": "none",
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "logging_strategy": "steps",
+            "logging_steps": 50,
+            "dataloader_pin_memory": torch.cuda.is_available(),
+        }
+        if output_dir is not None:
+            arguments["output_dir"] = os.fspath(output_dir)
+        if schedule == "paper":
+            if learning_rate is not None:
+                raise ValueError(
+                    f"learning_rate={learning_rate} conflicts with schedule='paper', whose peak is "
+                    "d_model^-0.5 * warmup_steps^-0.5; expected one of them (use schedule='inverse_sqrt' "
+                    "to choose the peak yourself)."
+                )
+            warmup_steps = PAPER_WARMUP_STEPS if warmup_steps is None else warmup_steps
+            d_model = getattr(getattr(self.model, "config", None), "d_model", None)
+            if d_model is None:
+                raise ValueError("schedule='paper' needs model.config.d_model; expected a Miniformer model.")
+            learning_rate = paper_learning_rate(d_model, warmup_steps)
+            arguments.update(adam_beta2=PAPER_ADAM_BETA2, adam_epsilon=PAPER_ADAM_EPSILON, weight_decay=0.0)
+            schedule = "inverse_sqrt"
+        arguments["learning_rate"] = 5e-5 if learning_rate is None else learning_rate
+        arguments["lr_scheduler_type"] = schedule
+        arguments["warmup_steps"] = 0 if warmup_steps is None else warmup_steps
+        if schedule == "inverse_sqrt" and arguments["warmup_steps"] > 0:
+            # timescale = warmup makes the decay peak · sqrt(warmup / step), the paper's curve.
+            arguments["lr_scheduler_kwargs"] = {"timescale": arguments["warmup_steps"]}
+        if _launched_on_cpu_only():
+            # Under torchrun / accelerate launch on a machine without an accelerator, the library only
+            # sets up gloo DDP when told to use the CPU; without it each process would train alone.
+            arguments["use_cpu"] = True
+        arguments.update(extra)
+        return arguments
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def prepare_dataset(self, dataset: Dataset) -> Dataset:
+        """A tokenized dataset as is; raw ``source``/``target`` text tokenized with the tokenizer."""
+        if not isinstance(dataset, Dataset):
+            raise TypeError(
+                f"expected a datasets.Dataset, got {type(dataset).__name__}; pass one split "
+                "(e.g. dataset['train']) or build one with datasets.Dataset.from_dict."
+            )
+        columns = set(dataset.column_names)
+        if {"input_ids", "labels"} <= columns:
+            return dataset
+        if {"source", "target"} <= columns:
+            if self.tokenizer is None:
+                raise ValueError(
+                    "the dataset holds raw 'source'/'target' text but no tokenizer was given; expected "
+                    "TransformerTrainer(model, tokenizer=...) or a dataset with 'input_ids' and 'labels'."
+                )
+            return tokenize_pairs(dataset, self.tokenizer)
+        raise ValueError(
+            f"the dataset has columns {sorted(columns)}; expected 'input_ids' and 'labels' (tokenized) "
+            "or 'source' and 'target' (raw text, with a tokenizer)."
+        )
+
+    def _generation_config(self, train_dataset: Dataset | None) -> None:
+        """Greedy decoding with room for the longest training target (or ``max_new_tokens``)."""
+        max_new_tokens = self.max_new_tokens
+        if max_new_tokens is None and train_dataset is not None and "labels" in train_dataset.column_names:
+            longest = max((len(labels) for labels in train_dataset["labels"]), default=0)
+            max_new_tokens = max(longest + max(longest // 4, 2), 4)
+        current = getattr(self.model, "generation_config", None)
+        if current is None:
+            return
+        if max_new_tokens is None:
+            max_new_tokens = current.max_new_tokens or 64
+        self.max_new_tokens = max_new_tokens
+        config = self.model.config
+        self.model.generation_config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=config.pad_token_id,
+            bos_token_id=config.bos_token_id,
+            eos_token_id=config.eos_token_id,
+            decoder_start_token_id=config.decoder_start_token_id,
+        )
+
+    # -- the library's trainer -----------------------------------------------------------------
+
+    def build(self, train_dataset: Dataset | None = None, eval_dataset: Dataset | None = None, **overrides):
+        """Build (or rebuild) ``hf_trainer`` for these datasets; ``overrides`` are training arguments."""
+        train = None if train_dataset is None else self.prepare_dataset(train_dataset)
+        evaluation = None if eval_dataset is None else self.prepare_dataset(eval_dataset)
+        self._arguments.update(overrides)
+        arguments = dict(self._arguments)
+        if evaluation is None and arguments.get("eval_strategy", "no") != "no":
+            logger.warning(
+                "eval_strategy=%r without an eval_dataset: evaluation is switched off.", arguments["eval_strategy"]
+            )
+            arguments["eval_strategy"] = "no"
+        self._generation_config(train)
+        collator = (
+            DataCollatorForSeq2Seq(
+                self.tokenizer,
+                model=self.model,  # builds decoder_input_ids from labels, needed when label smoothing pops them
+                label_pad_token_id=-100,
+                pad_to_multiple_of=None,
+            )
+            if self.tokenizer is not None
+            else _PaddingCollator(self.model)
+        )
+        metrics = Seq2SeqMetrics(self.tokenizer) if self.tokenizer is not None else None
+        self.hf_trainer = AtomicCheckpointSeq2SeqTrainer(
+            model=self.model,
+            args=Seq2SeqTrainingArguments(**arguments),
+            data_collator=collator,
+            train_dataset=train,
+            eval_dataset=evaluation,
+            processing_class=self.tokenizer,
+            compute_metrics=metrics,
+            callbacks=list(self.callbacks),
+        )
+        for callback in self.callbacks:
+            if isinstance(callback, TrainingClockCallback):
+                callback.trainer = self.hf_trainer
+        return self.hf_trainer
+
+    @property
+    def args(self) -> Seq2SeqTrainingArguments:
+        return self.hf_trainer.args if self.hf_trainer is not None else Seq2SeqTrainingArguments(**self._arguments)
+
+    def train(
+        self,
+        train_dataset: Dataset | DatasetDict,
+        epochs: float | None = None,
+        *,
+        max_steps: int | None = None,
+        eval_dataset: Dataset | None = None,
+        resume_from_checkpoint: str | bool | None = None,
+        **overrides,
+    ):
+        """Train for ``epochs`` (default 3) or ``max_steps``; returns the library's `TrainOutput`.
+
+        ``train_dataset`` may be a `DatasetDict`: its ``train`` split trains and its ``validation``
+        split (if any, and no ``eval_dataset`` is given) evaluates. ``resume_from_checkpoint`` is
+        passed to the library (``True`` means the newest complete checkpoint in ``output_dir``).
+        """
+        if isinstance(train_dataset, DatasetDict):
+            if "train" not in train_dataset:
+                raise ValueError(f"the DatasetDict has splits {sorted(train_dataset)}; expected a 'train' split.")
+            if eval_dataset is None and "validation" in train_dataset:
+                eval_dataset = train_dataset["validation"]
+            train_dataset = train_dataset["train"]
+        if epochs is not None:
+            overrides["num_train_epochs"] = epochs
+        if max_steps is not None:
+            overrides["max_steps"] = max_steps
+        trainer = self.build(train_dataset, eval_dataset, **overrides)
+        if resume_from_checkpoint is True and last_complete_checkpoint(trainer.args.output_dir) is None:
+            logger.info("No checkpoint in %s to resume from; starting from scratch.", trainer.args.output_dir)
+            resume_from_checkpoint = None
+        return trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+
+    def evaluate(self, eval_dataset: Dataset | None = None, metric_key_prefix: str = "eval", **gen_kwargs) -> dict:
+        """Loss plus text metrics (exact match, CER, BLEU, chrF) of greedy generations on ``eval_dataset``."""
+        dataset = None if eval_dataset is None else self.prepare_dataset(eval_dataset)
+        if self.hf_trainer is None:
+            self.build(None, dataset)
+        return self.hf_trainer.evaluate(dataset, metric_key_prefix=metric_key_prefix, **gen_kwargs)
+
+    def generate(self, texts: Sequence[str], **generate_kwargs) -> list[str]:
+        """Generate (greedily, by default) a target for each source text."""
+        if self.tokenizer is None:
+            raise ValueError("generate needs a tokenizer; expected TransformerTrainer(model, tokenizer=...).")
+        return generate_texts(
+            self.model, self.tokenizer, texts, batch_size=self.args.per_device_eval_batch_size, **generate_kwargs
+        )
+
+    def save_model(self, output_dir: str | os.PathLike) -> None:
+        """Save the model (safetensors, config with ``auto_map``, code files, generation config) and tokenizer."""
+        output_dir = os.fspath(output_dir)
+        self.model.save_pretrained(output_dir)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(output_dir)
+
+
+def _launched_on_cpu_only() -> bool:
+    """Several processes were launched (WORLD_SIZE > 1) and there is no GPU or other accelerator."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
+
+
+class _PaddingCollator:
+    """Pads ``input_ids``/``attention_mask`` with pad id and ``labels`` with -100 when there is no
+    tokenizer (tokenized datasets only), and builds ``decoder_input_ids`` from the labels."""
+
+    def __init__(self, model):
+        config = model.config
+        self.pad_token_id = config.pad_token_id
+        self.model = model
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        def pad(key: str, value: int) -> torch.Tensor:
+            rows = [list(feature[key]) for feature in features]
+            width = max(len(row) for row in rows)
+            return torch.tensor([row + [value] * (width - len(row)) for row in rows], dtype=torch.long)
+
+        batch = {"input_ids": pad("input_ids", self.pad_token_id), "labels": pad("labels", -100)}
+        if "attention_mask" in features[0]:
+            batch["attention_mask"] = pad("attention_mask", 0)
+        else:
+            batch["attention_mask"] = (batch["input_ids"] != self.pad_token_id).long()
+        if hasattr(self.model, "prepare_decoder_input_ids_from_labels"):
+            batch["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
+        return batch

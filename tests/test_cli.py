@@ -1,0 +1,262 @@
+"""Tests for the `miniformer` command: help texts, one-line errors with the right exit codes, run
+folders that are never half-written, and a tiny train -> generate -> evaluate round trip."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from miniformer_hf import cli
+
+COMMANDS = ("train", "generate", "evaluate", "visualize", "push")
+
+
+def run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def subcommand_parsers():
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+# ---------------------------------------------------------------------------------------------
+# --help
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_explains_every_flag(command, capsys):
+    code, out, _ = run([command, "--help"], capsys)
+    assert code == 0
+    subparser = subcommand_parsers()[command]
+    for action in subparser._actions:
+        for option in action.option_strings:
+            assert option in out, f"{command} --help does not mention {option}"
+        if action.option_strings and action.help is not argparse.SUPPRESS:
+            assert action.help, f"{command} {action.option_strings} has no help text"
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    assert all(command in out for command in COMMANDS)
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "miniformer_hf.cli", "train", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--max-steps" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage errors: exit code 2, one line
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--batch-size", "-3"], "--batch-size"),
+        (["train", "--learning-rate", "fast"], "--learning-rate"),
+        (["train", "--task", "chess"], "--task"),
+        (["train", "--no-such-flag"], "unrecognized"),
+        (["train", "--max-steps", "10", "--epochs", "2"], "not allowed"),
+        (["train", "--schedule", "paper", "--learning-rate", "0.001"], "--schedule paper"),
+        (["train", "--d-model", "30", "--n-heads", "4"], "divisible"),
+        (["train", "--task", "copy", "--train-file", "x.csv"], "both given"),
+        (["generate", "--model", "somewhere"], "TEXT"),
+        (["evaluate", "--model", "somewhere"], "--data"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert fragment in one_error_line(err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_generate_with_a_missing_model_folder_exits_1(capsys, tmp_path):
+    code, _, err = run(["generate", "--model", str(tmp_path / "nowhere"), "hello"], capsys)
+    assert code == 1
+    assert "not a saved model folder" in one_error_line(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad data files: exit code 1, one line, nothing written over an existing run folder
+# ---------------------------------------------------------------------------------------------
+
+BAD_FILES = {
+    "missing_columns.jsonl": ('{"question": "a", "answer": "b"}\n'.encode(), "source"),
+    "empty.csv": (b"", "empty"),
+    "undecodable.csv": (b"source,target\n\xff\xfe bad,x\n", "UTF-8"),
+    "missing_header.csv": (b"question,answer\na,b\n", "header"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_data_files_fail_cleanly_without_touching_the_run_folder(name, capsys, tmp_path):
+    content, fragment = BAD_FILES[name]
+    data_file = tmp_path / name
+    data_file.write_bytes(content)
+    existing = tmp_path / "run"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("an earlier run")
+
+    code, _, err = run(["train", "--train-file", str(data_file), "--output-dir", str(existing), "--overwrite"], capsys)
+
+    assert code == 1
+    line = one_error_line(err)
+    assert fragment in line and str(data_file) in line
+    assert sorted(os.listdir(existing)) == ["keep.txt"]
+    assert sorted(os.listdir(tmp_path)) == sorted([name, "run"])  # no .incomplete folder either
+
+
+def test_an_existing_run_folder_is_not_overwritten_without_overwrite(capsys, tmp_path):
+    existing = tmp_path / "run"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("an earlier run")
+    code, _, err = run(["train", "--task", "copy", "--output-dir", str(existing)], capsys)
+    assert code == 2
+    assert "--overwrite" in one_error_line(err)
+    assert sorted(os.listdir(existing)) == ["keep.txt"]
+
+
+def test_resume_without_a_run_exits_1(capsys, tmp_path):
+    code, _, err = run(["train", "--task", "copy", "--output-dir", str(tmp_path / "run"), "--resume"], capsys)
+    assert code == 1
+    assert "no checkpoints" in one_error_line(err)
+
+
+def test_evaluate_reports_bad_data_in_one_line(capsys, tmp_path):
+    data_file = tmp_path / "empty.jsonl"
+    data_file.write_text("")
+    code, _, err = run(["evaluate", "--model", str(tmp_path), "--data", str(data_file)], capsys)
+    assert code == 1
+    assert "empty" in one_error_line(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny run end to end
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    path = folder / "pairs.jsonl"
+    letters = "abcdef"
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(300):
+            word = "".join(letters[(i * 7 + k * 3) % 6] for k in range(3 + i % 4))
+            handle.write(json.dumps({"source": word, "target": word[::-1]}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(pairs_file, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("runs") / "reverse"
+    argv = [
+        "train", "--train-file", str(pairs_file), "--size", "tiny", "--max-steps", "12", "--batch-size", "16",
+        "--eval-steps", "6", "--eval-samples", "20", "--output-dir", str(output_dir), "--quiet",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    return output_dir
+
+
+def test_train_writes_a_complete_run_folder(finished_run):
+    names = set(os.listdir(finished_run))
+    expected = {
+        "model.safetensors", "config.json", "configuration_miniformer.py", "modeling_miniformer.py",
+        "generation_config.json", "tokenizer.json", "tokenizer_config.json", "README.md", "metrics.json",
+        "loss_curve.png", "attention", "checkpoints",
+    }  # fmt: skip
+    assert expected <= names, expected - names
+    assert not os.path.exists(str(finished_run) + cli.INCOMPLETE_SUFFIX)
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_miniformer.")
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert 0.0 <= metrics["eval_exact_match"] <= 1.0 and metrics["max_steps"] == 12
+    assert os.listdir(finished_run / "attention")
+    assert "Miniformer" in (finished_run / "README.md").read_text()
+
+
+def test_generate_and_evaluate_use_the_run_folder(finished_run, pairs_file, capsys, tmp_path):
+    code, out, _ = run(["generate", "--model", str(finished_run), "abc", "fed"], capsys)
+    assert code == 0 and len(out.splitlines()) == 2
+
+    report = tmp_path / "report.json"
+    code, out, _ = run(
+        ["evaluate", "--model", str(finished_run), "--data", str(pairs_file), "--limit", "30", "--output", str(report)],
+        capsys,
+    )
+    assert code == 0
+    metrics = json.loads(out)
+    assert {"exact_match", "cer", "bleu", "chrf"} <= metrics.keys() and metrics["num_examples"] == 30
+    assert len(json.loads(report.read_text())["predictions"]) == 30
+
+
+def test_resume_a_finished_run_trains_further_and_replaces_it_only_at_the_end(finished_run, pairs_file, capsys):
+    argv = [
+        "train", "--train-file", str(pairs_file), "--size", "tiny", "--max-steps", "18", "--batch-size", "16",
+        "--eval-steps", "6", "--eval-samples", "20", "--output-dir", str(finished_run), "--quiet", "--resume",
+        "--no-visualize",
+    ]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["max_steps"] == 18
+    assert sorted(os.listdir(finished_run / "checkpoints")) == ["checkpoint-18"]
+
+    different = [*argv[:-2], "--size", "seed", "--resume"]
+    code, _, err = run(different, capsys)
+    assert code == 2 and "--size" in one_error_line(err)
+
+
+@pytest.mark.slow
+def test_a_killed_run_is_refused_without_resume_and_finishes_with_it(tmp_path):
+    import signal
+    import time
+
+    output_dir = tmp_path / "run"
+    staging = tmp_path / ("run" + cli.INCOMPLETE_SUFFIX)
+    argv = [
+        sys.executable, "-m", "miniformer_hf.cli", "train", "--task", "copy", "--size", "tiny", "--num-train", "2000",
+        "--max-steps", "200", "--eval-steps", "40", "--eval-samples", "50", "--output-dir", str(output_dir),
+        "--quiet", "--no-visualize",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline:
+        if (staging / "checkpoints" / "checkpoint-40").is_dir():
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not output_dir.exists()  # nothing half-written where the run folder goes
+
+    refused = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in one_error_line(refused.stderr)
+
+    resumed = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 200
+    assert not staging.exists()

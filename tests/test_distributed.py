@@ -1,0 +1,123 @@
+"""Scaling out: the same training code under `accelerate launch --num_processes 2` and `torchrun`
+(CPU, gloo). Each rank writes a digest of its weights after a few steps; they must all be equal,
+and training must have moved them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, os, sys
+    import torch
+    torch.set_num_threads(1)
+    from datasets import Dataset
+    from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, TransformerTrainer
+
+    out_dir = sys.argv[1]
+    rank = int(os.environ.get("RANK", "0"))
+    torch.manual_seed(0)  # every rank starts from the same weights, as `miniformer train` does with --seed
+    model = MiniformerForConditionalGeneration(
+        MiniformerConfig(vocab_size=64, d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.1)
+    )
+    initial = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    rows = {"input_ids": [], "labels": []}
+    for _ in range(64):
+        ids = torch.randint(4, 64, (6,), generator=generator).tolist()
+        rows["input_ids"].append(ids + [2])
+        rows["labels"].append(ids[::-1] + [2])
+    trainer = TransformerTrainer(
+        model, output_dir=os.path.join(out_dir, "checkpoints"), learning_rate=1e-3, batch_size=8, seed=0,
+        save_strategy="steps", save_steps=3, disable_tqdm=True,
+    )
+    trainer.train(Dataset.from_dict(rows), max_steps=6)
+    args = trainer.hf_trainer.args
+    digest = hashlib.sha256()
+    moved = False
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+        moved = moved or not torch.equal(tensor, initial[name])
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+        json.dump({"digest": digest.hexdigest(), "moved": moved, "world_size": args.world_size,
+                   "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None}, handle)
+    """
+)
+
+
+def _launch(command: list[str], tmp_path, timeout: int = 600) -> list[dict]:
+    script = tmp_path / "train_two_ranks.py"
+    script.write_text(TRAIN_SCRIPT)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "MASTER_ADDR": "127.0.0.1",
+    }
+    result = subprocess.run(
+        [*command, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert checkpoints == ["checkpoint-3", "checkpoint-6"], checkpoints  # atomic saves across ranks
+    return reports
+
+
+def _check(reports: list[dict]) -> None:
+    assert all(report["world_size"] == 2 and report["backend"] == "gloo" for report in reports), reports
+    assert all(report["moved"] for report in reports), "training did not change the weights"
+    assert reports[0]["digest"] == reports[1]["digest"], "the two ranks hold different weights"
+
+
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def test_accelerate_launch_two_processes_keep_identical_weights(tmp_path):
+    accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
+    # accelerate's "--multi_gpu" is its torchrun-based launcher; without GPUs the processes use gloo
+    # on the CPU ("--cpu" would instead start a single process, or use mpirun with a hostfile).
+    command = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", _free_port(),
+    ]  # fmt: skip
+    _check(_launch(command, tmp_path))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_keep_identical_weights(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port()]
+    _check(_launch(command, tmp_path))
+
+
+@pytest.mark.slow
+def test_miniformer_train_runs_unchanged_under_accelerate_launch(tmp_path):
+    accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
+    output_dir = tmp_path / "run"
+    command = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", _free_port(), "-m", "miniformer_hf.cli", "train",
+        "--task", "copy", "--size", "tiny", "--num-train", "2000", "--max-steps", "20", "--eval-steps", "10",
+        "--eval-samples", "50", "--output-dir", str(output_dir), "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["max_steps"] == 20
+    assert metrics["epochs"] > 20 * 128 / 2000 * 1.5  # two processes saw twice the examples per step
+    assert (output_dir / "model.safetensors").is_file() and not (tmp_path / "run.incomplete").exists()
