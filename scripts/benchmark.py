@@ -16,11 +16,13 @@ Presets: ``tiny`` is the seed default (V 1000, D 64, H 4, 3+3 layers, F 256), ba
 What is measured, per system (random token ids, no padding, attention masks of ones as a tokenizer returns):
 
 - training: tokens/s (source + target) of forward, the model's own cross-entropy, backward and one
-  ``torch.optim.AdamW(foreach=True)`` step (the same optimizer for every system), in train mode;
+  ``torch.optim.AdamW(fused=True)`` step (the same optimizer for every system; ``--optimizer foreach``
+  for the other implementation; fused is the faster one for every system here), in train mode;
 - inference: the same forward (with the loss) in eval mode under ``torch.no_grad()``, ``use_cache=False``;
 - generate: greedy ``generate()`` with the KV cache (nn.Transformer: its own greedy loop), batch 8,
   source length 32, exactly N new tokens (no EOS); throughput at N=64 and milliseconds per new token at
-  N = 16, 64 and 256 (total time / N, encoder included);
+  N = 16, 64 and 256 (total time / N, encoder included; nn.Transformer only at the tiny size, where its
+  uncached 256-token run takes seconds rather than minutes);
 - MFU: model matmul FLOPs / time / the fp32 matmul peak measured here (``torch.mm`` at 1024^3 and
   2048x2048x512 with the same thread count; best of several runs). The FLOPs are counted exactly per matmul:
   encoder layer 8BSD^2 (Q, K, V, O) + 4BS^2D (QK^T, AV) + 4BSDF (FFN); decoder layer 8BTD^2 + 4BT^2D
@@ -29,21 +31,28 @@ What is measured, per system (random token ids, no padding, attention masks of o
   6 * params * tokens would overstate an encoder-decoder about twofold (each stack sees only its own tokens,
   and the shared embedding is a matmul only in the output projection);
 - peak memory: each system runs in its own fresh subprocess that imports, builds the model, optimizer and
-  batch, and reads ``ru_maxrss`` (the baseline); it then does only training steps and reads ``ru_maxrss``
-  again. The figure is peak - baseline: activations, gradients, optimizer state and allocator overhead of
-  training (tracemalloc does not see torch's allocator, so the OS high-water mark is used);
+  batch, resets the kernel's RSS high-water mark (``/proc/self/clear_refs``, so the transient peaks of
+  importing and building are forgotten) and reads the high-water mark (``VmHWM`` of ``/proc/self/status``;
+  ``ru_maxrss`` where that is missing, though on Linux it also remembers the parent's RSS at fork); it then
+  does only training steps and reads the high-water mark again. The figure is peak - baseline:
+  activations, gradients, optimizer state and allocator overhead of training (tracemalloc does not see
+  torch's allocator, so the OS high-water mark is used);
 - parameters: unique parameters (tied tensors counted once).
 
 Method: one process holds every system; each measurement interleaves them (A B C D A B C D ...) after a
 warm-up, and every ratio is the median of per-round ratios against BART measured back to back, so load
 from other processes on a shared machine hits both sides of a ratio alike. 1 torch thread by default
-(``--threads all`` for every core); ``uptime`` is recorded with the results.
+(``--threads all`` for every core); ``uptime`` is recorded with the results. Beside wall-clock time the
+process CPU time of every round is kept: on a loaded machine the wall clock includes waiting for a core,
+so CPU-time ratios (printed in brackets) are the steadier estimate of what an idle core would show.
 
-    python scripts/benchmark.py --preset tiny                 # ~3 minutes on one core
-    python scripts/benchmark.py --preset base --reps 3        # ~10 minutes on one core
+    python scripts/benchmark.py --preset tiny                 # ~2 minutes on one core
+    python scripts/benchmark.py --preset base                 # ~12 minutes on one core
+    python scripts/benchmark.py --preset base --systems miniformer,bart --reps 2 --skip curve,memory
 """
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -68,6 +77,7 @@ PAD, BOS, EOS, START = 0, 1, 2, 1
 GEN_BATCH, GEN_SRC_LEN, GEN_TOKENS = 8, 32, 64
 GEN_CURVE = (16, 64, 256)
 DROPOUT = 0.1
+OPTIMIZER = "fused"  # AdamW implementation, the same for every system: "fused" or "foreach"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,7 +179,7 @@ class System:
         builders = {"miniformer": build_miniformer, "bart": build_bart, "marian": build_marian}
         self.model = TorchTransformer(p) if name == "torch" else builders[name](p)
         self.hf = name != "torch"
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, foreach=True)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **{OPTIMIZER: True})
         self.params = sum(t.numel() for t in {id(t): t for t in self.model.parameters()}.values())
         if self.hf:
             from transformers import GenerationConfig
@@ -252,14 +262,15 @@ def matmul_peak_gflops(repeats=5):
 
 
 def timed(fn, calls):
-    start = time.perf_counter()
+    """(wall seconds, process CPU seconds) per call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
 def interleaved(systems, make_call, calls, reps, warmup=1):
-    """Seconds per call, per system and round: rounds of A B C D, after `warmup` untimed calls each."""
+    """(wall, cpu) seconds per call, per system and round: rounds of A B C D, after `warmup` untimed calls."""
     for system in systems:
         for _ in range(warmup):
             make_call(system)()
@@ -271,13 +282,18 @@ def interleaved(systems, make_call, calls, reps, warmup=1):
 
 
 def summarise(times, work):
-    """Median throughput (work / s) per system, and the median of per-round ratios against the reference."""
+    """Median throughput (work / s) per system, and the median of per-round ratios against the reference,
+    from wall-clock and from CPU time."""
     out = {}
-    for name, seconds in times.items():
-        entry = {"median_s": statistics.median(seconds), "per_s": work / statistics.median(seconds)}
+    for name, rounds in times.items():
+        wall, cpu = [r[0] for r in rounds], [r[1] for r in rounds]
+        entry = {"median_s": statistics.median(wall), "per_s": work / statistics.median(wall),
+                 "cpu_median_s": statistics.median(cpu), "cpu_per_s": work / statistics.median(cpu),
+                 "rounds_s": wall, "rounds_cpu_s": cpu}  # fmt: skip
         if REFERENCE in times:
-            ratios = [ref / own for own, ref in zip(seconds, times[REFERENCE])]
-            entry["ratio"] = statistics.median(ratios)
+            reference = times[REFERENCE]
+            entry["ratio"] = statistics.median(ref[0] / own[0] for own, ref in zip(rounds, reference))
+            entry["cpu_ratio"] = statistics.median(ref[1] / own[1] for own, ref in zip(rounds, reference))
         out[name] = entry
     return out
 
@@ -287,21 +303,35 @@ def summarise(times, work):
 # ------------------------------------------------------------------------------------------------
 
 
+def peak_rss_kib():
+    try:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def memory_worker(name, preset, threads, steps):
     set_threads(threads)
     p = PRESETS[preset]
     system = System(name, p)
     batch = make_batch(p, p["batch"], p["src_len"], p["tgt_len"])
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    gc.collect()
+    try:  # Linux: reset the high-water mark to the current RSS, forgetting the peaks of import and build
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass  # then the baseline is the peak of import and build, and small models may read 0
+    baseline = peak_rss_kib()
     for _ in range(steps):
         system.train_step(batch)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib()
     print(json.dumps({"baseline_mib": baseline / 1024, "peak_mib": peak / 1024, "train_mib": (peak - baseline) / 1024}))
 
 
 def measure_memory(name, preset, threads, steps=3):
     command = [sys.executable, os.path.abspath(__file__), "--memory-worker", name, "--preset", preset]
-    command += ["--threads", str(threads), "--steps", str(steps)]
+    command += ["--threads", str(threads), "--steps", str(steps), "--optimizer", OPTIMIZER]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -309,6 +339,10 @@ def measure_memory(name, preset, threads, steps=3):
 # ------------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------------
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
 
 
 def set_threads(threads):
@@ -321,24 +355,33 @@ def parse_args(argv=None):
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     parser.add_argument("--threads", default="1", help='torch threads: a number, or "all" (default 1)')
+    parser.add_argument("--optimizer", choices=("fused", "foreach"), default="fused", help="AdamW implementation")
     parser.add_argument("--reps", type=int, default=None, help="interleaved rounds per measurement")
     parser.add_argument("--steps", type=int, default=None, help="training steps / forwards per round")
     parser.add_argument("--gen-reps", type=int, default=None, help="rounds for each generate() length")
     parser.add_argument("--skip", default="", help="comma-separated: train,infer,generate,curve,memory")
-    parser.add_argument("--json", default=None, help="where to write the results (default runs/benchmark_<preset>.json)")
+    parser.add_argument("--json", default=None, help="results file (default runs/benchmark_<preset>.json)")
+    parser.add_argument("--table", default=None, metavar="JSON", help="print the table of a saved run and exit")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    global OPTIMIZER
+    OPTIMIZER = args.optimizer
+    if args.table:
+        with open(args.table) as handle:
+            results = json.load(handle)
+        add_mfu(results)
+        return print(format_table(results))
     if args.memory_worker:
         return memory_worker(args.memory_worker, args.preset, args.threads, args.steps or 3)
     set_threads(args.threads)
     torch.manual_seed(0)
     p = PRESETS[args.preset]
     tiny = args.preset == "tiny"
-    reps = args.reps or (7 if tiny else 3)
+    reps = args.reps or (7 if tiny else 5)
     steps = args.steps or (10 if tiny else 1)
     gen_reps = args.gen_reps or (5 if tiny else 2)
     skip = set(filter(None, args.skip.split(",")))
@@ -351,39 +394,40 @@ def main(argv=None):
     results = {
         "preset": args.preset, "shape": p, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "uptime_start": os.popen("uptime").read().strip(),
-        "forward_matmul_gflop": forward_flops / 1e9, "params": {s.name: s.params for s in systems},
+        "forward_matmul_gflop": forward_flops / 1e9, "optimizer": OPTIMIZER,
+        "params": {s.name: s.params for s in systems},
     }  # fmt: skip
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     peak = matmul_peak_gflops()
     log(f"matmul peak {peak:.1f} GFLOP/s")
 
     if "train" not in skip:
         log("training ...")
-        times = interleaved(systems, lambda s: lambda: s.train_step(batch), steps, reps)
+        # Two warm-up steps: the first allocates AdamW's state, the second still grows the heap.
+        times = interleaved(systems, lambda s: lambda: s.train_step(batch), steps, reps, warmup=2)
         results["train"] = summarise(times, tokens)
-        for entry in results["train"].values():
-            entry["mfu"] = 3 * forward_flops / entry["median_s"] / (peak * 1e9)
     if "infer" not in skip:
         log("inference ...")
         times = interleaved(systems, lambda s: lambda: s.infer(batch), steps * 2, reps)
         results["infer"] = summarise(times, tokens)
-        for entry in results["infer"].values():
-            entry["mfu"] = forward_flops / entry["median_s"] / (peak * 1e9)
     if "generate" not in skip:
         log("generate ...")
         times = interleaved(systems, lambda s: lambda: s.generate(gen_src, gen_mask, GEN_TOKENS), 1, reps)
         results["generate"] = summarise(times, GEN_BATCH * GEN_TOKENS)
     if "curve" not in skip:
         results["ms_per_token"] = {}
+        # Without a KV cache nn.Transformer's 256-token run takes minutes at the base size: tiny only.
+        curve_systems = [s for s in systems if tiny or s.name != "torch"]
         for new_tokens in GEN_CURVE:
             log(f"generate {new_tokens} ...")
-            times = interleaved(systems, lambda s: lambda: s.generate(gen_src, gen_mask, new_tokens), 1, gen_reps)
-            for name, seconds in times.items():
-                results["ms_per_token"].setdefault(name, {})[new_tokens] = 1e3 * statistics.median(seconds) / new_tokens
+            times = interleaved(curve_systems, lambda s: lambda: s.generate(gen_src, gen_mask, new_tokens), 1, gen_reps)
+            for name, rounds in times.items():
+                seconds = statistics.median(r[0] for r in rounds)
+                results["ms_per_token"].setdefault(name, {})[new_tokens] = 1e3 * seconds / new_tokens
     if "memory" not in skip:
         log("peak memory ...")
         results["memory"] = {name: measure_memory(name, args.preset, args.threads) for name in names}
-    results["matmul_peak_gflops"] = max(peak, matmul_peak_gflops())
+    results["matmul_peak_gflops"] = max(peak, matmul_peak_gflops())  # the best of the start and the end
+    add_mfu(results)
     results["uptime_end"] = os.popen("uptime").read().strip()
     print(format_table(results))
     path = args.json or os.path.join("runs", f"benchmark_{args.preset}.json")
@@ -393,10 +437,21 @@ def main(argv=None):
     log(f"wrote {path}")
 
 
+def add_mfu(r):
+    """Model-FLOPs utilisation of training (3x the forward's matmul FLOPs) and inference, from the
+    wall-clock and the CPU-time medians, against the measured matmul peak."""
+    for key, passes in (("train", 3), ("infer", 1)):
+        for entry in r.get(key, {}).values():
+            for suffix, seconds in (("", entry["median_s"]), ("_cpu", entry["cpu_median_s"])):
+                entry["mfu" + suffix] = passes * r["forward_matmul_gflop"] / seconds / r["matmul_peak_gflops"]
+
+
 def format_table(r):
     names = list(r["params"])
     lines = [
-        f"preset {r['preset']} {r['shape']}, torch threads {r['threads']}, torch {r['torch']}",
+        f"preset {r['preset']} {r['shape']}, torch threads {r['threads']}, torch {r['torch']}, AdamW {r['optimizer']}",
+        "ratios: median of per-round ratios against BART, wall clock (CPU time in brackets); MFU likewise",
+        f"forward matmul FLOPs per batch {r['forward_matmul_gflop']:.2f} G (training counts 3x)",
         f"fp32 matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s; uptime: {r['uptime_start'].split('load')[-1]}",
         "",
         "| system | params | train tok/s | x BART | train MFU | infer tok/s | x BART | gen new tok/s | x BART "
@@ -408,14 +463,15 @@ def format_table(r):
         for key in ("train", "infer", "generate"):
             if key in r:
                 entry = r[key][name]
-                cells += [f"{entry['per_s']:,.0f}", f"{entry.get('ratio', float('nan')):.2f}x"]
+                ratios = f"{entry['ratio']:.2f}x ({entry['cpu_ratio']:.2f}x)" if "ratio" in entry else "-"
+                cells += [f"{entry['per_s']:,.0f}", ratios]
                 if key == "train":
-                    cells.append(f"{100 * entry['mfu']:.0f}%")
+                    cells.append(f"{100 * entry['mfu']:.0f}% ({100 * entry.get('mfu_cpu', float('nan')):.0f}%)")
             else:
                 cells += ["-", "-"] + (["-"] if key == "train" else [])
         curve = r.get("ms_per_token", {}).get(name)
         if curve:
-            values = [curve[n] for n in GEN_CURVE]
+            values = [curve.get(n, curve.get(str(n))) for n in GEN_CURVE]  # str keys once read from JSON
             cells += [" / ".join(f"{v:.2f}" for v in values), f"{values[-1] / values[0]:.2f}x"]
         else:
             cells += ["-", "-"]
