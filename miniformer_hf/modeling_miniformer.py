@@ -19,7 +19,8 @@ Shape legend
     B batch, S source length, T target length (queries), K key length (S, or past + T with a cache),
     D = d_model, H = n_heads, Dh = D / H (the paper's d_k = d_v), F = d_ff, V = vocab_size.
 
-Deviations from the paper (all off by default unless stated; each is a config field)
+Deviations from the paper (the first five are config fields, off by default; the last three are
+implementation choices where the paper is silent or where speed needs an approximation)
     - ``norm_placement="pre"``: LayerNorm before each sub-layer plus a final LayerNorm per stack.
     - ``positional_encoding="learned"``: learned positions (the paper's Table 3, row E).
     - ``activation``: GELU/SiLU instead of ReLU in the feed-forward network.
@@ -28,6 +29,8 @@ Deviations from the paper (all off by default unless stated; each is a config fi
     - Linear layers carry biases (the paper does not say; ``torch.nn.Transformer`` and BART do).
     - Initialisation (unspecified in the paper): Xavier-uniform linear weights, zero biases, and
       embeddings drawn from N(0, d_model^-0.5) so that scaled embeddings start with unit variance.
+    - Dropout on CPU draws 16 random bits per element (``MiniformerDropout``), so P_drop is rounded to
+      a multiple of 2^-16 (0.1 becomes 0.100006); on other devices and under torch.compile it is exact.
 """
 
 import copy
