@@ -640,6 +640,11 @@ class MiniformerPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _can_compile_fullgraph = True
+    _input_embed_layer = "shared"  # transformers' embedding accessors look for this name
+
+    def set_input_embeddings(self, value):
+        # Heads hand the new table to their backbone, which points both stacks at it.
+        self.model.set_input_embeddings(value)
 
     def _init_weights(self, module):
         std = self.config.init_std or self.config.d_model**-0.5
@@ -669,19 +674,10 @@ class MiniformerModel(MiniformerPreTrainedModel):
         self.decoder = MiniformerDecoder(config, self.shared)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.shared
-
     def set_input_embeddings(self, value):
         self.shared = value
         self.encoder.embeddings.use_table(value)
         self.decoder.embeddings.use_table(value)
-
-    def get_encoder(self):
-        return self.encoder
-
-    def get_decoder(self):
-        return self.decoder
 
     def forward(
         self,
@@ -815,24 +811,6 @@ class MiniformerForConditionalGeneration(MiniformerPreTrainedModel, GenerationMi
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)  # pre-softmax projection: D -> V
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.model.shared
-
-    def set_input_embeddings(self, value):
-        self.model.set_input_embeddings(value)
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
-
-    def get_encoder(self):
-        return self.model.encoder
-
-    def get_decoder(self):
-        return self.model.decoder
-
     def forward(
         self,
         input_ids=None,
@@ -941,12 +919,6 @@ class MiniformerForSequenceClassification(MiniformerPreTrainedModel):
         self.classification_head = MiniformerClassificationHead(config)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.model.shared
-
-    def set_input_embeddings(self, value):
-        self.model.set_input_embeddings(value)
-
     def forward(
         self,
         input_ids=None,
@@ -1039,9 +1011,6 @@ class MiniformerDecoderOnly(MiniformerPreTrainedModel):
         self.decoder = MiniformerDecoder(config, self.shared, has_cross_attention=False)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.shared
-
     def set_input_embeddings(self, value):
         self.shared = value
         self.decoder.embeddings.use_table(value)
@@ -1063,21 +1032,6 @@ class MiniformerForCausalLM(MiniformerPreTrainedModel, GenerationMixin):
         self.model = MiniformerDecoderOnly(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.model.shared
-
-    def set_input_embeddings(self, value):
-        self.model.set_input_embeddings(value)
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
-
-    def get_decoder(self):
-        return self.model.decoder
 
     def forward(
         self,
