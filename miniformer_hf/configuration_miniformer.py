@@ -69,7 +69,7 @@ class MiniformerConfig(PretrainedConfig):
         n_layers: int = 3,
         d_ff: int = 256,
         dropout: float = 0.1,
-        max_position_embeddings: int = 512,
+        max_position_embeddings: int = 1024,
         encoder_layers: int | None = None,
         decoder_layers: int | None = None,
         activation: str = "relu",
@@ -174,7 +174,7 @@ class MiniformerConfig(PretrainedConfig):
             n_layers=6,
             d_ff=2048,
             dropout=0.1,
-            max_position_embeddings=512,
+            max_position_embeddings=1024,
         )
         base.update(overrides)
         return cls(**base)

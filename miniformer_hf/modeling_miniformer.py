@@ -122,6 +122,20 @@ class MiniformerPositionalEncoding(nn.Module):
             # Not saved with the weights: it is a function of the config alone.
             self.register_buffer("table", sinusoidal_table(self.max_positions, config.d_model), persistent=False)
 
+    def resize(self, num_positions: int, std: float) -> None:
+        """Cover `num_positions` positions: the sinusoid table is recomputed; a learned table keeps its first
+        rows and draws any new ones from N(0, std)."""
+        if self.learned:
+            old = self.weight.data
+            new = old.new_empty(num_positions, old.shape[1]).normal_(mean=0.0, std=std)
+            keep = min(num_positions, old.shape[0])
+            new[:keep] = old[:keep]
+            self.weight = nn.Parameter(new, requires_grad=self.weight.requires_grad)
+        else:
+            table = sinusoidal_table(num_positions, self.table.shape[1])
+            self.register_buffer("table", table.to(self.table.device, self.table.dtype), persistent=False)
+        self.max_positions = num_positions
+
     def forward(self, seq_len: int, offset: int | torch.Tensor = 0) -> torch.Tensor:
         if not _is_tracing() and offset + seq_len > self.max_positions:
             raise ValueError(
@@ -645,6 +659,23 @@ class MiniformerPreTrainedModel(PreTrainedModel):
     def set_input_embeddings(self, value):
         # Heads hand the new table to their backbone, which points both stacks at it.
         self.model.set_input_embeddings(value)
+
+    def resize_position_embeddings(self, new_num_position_embeddings: int) -> None:
+        """Make every positional table cover `new_num_position_embeddings` positions (transformers' API, used
+        e.g. by the example run_summarization.py when --max_source_length exceeds max_position_embeddings)."""
+        std = self.config.init_std or self.config.d_model**-0.5
+        for module in self.modules():
+            if isinstance(module, MiniformerPositionalEncoding):
+                module.resize(new_num_position_embeddings, std)
+        self.config.max_position_embeddings = new_num_position_embeddings
+
+    def get_position_embeddings(self) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        tables = tuple(
+            module.weight if module.learned else module.table
+            for module in self.modules()
+            if isinstance(module, MiniformerPositionalEncoding)
+        )
+        return tables[0] if len(tables) == 1 else tables
 
     def _init_weights(self, module):
         std = self.config.init_std or self.config.d_model**-0.5

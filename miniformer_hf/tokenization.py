@@ -50,7 +50,7 @@ EOS_TOKEN_ID = SPECIAL_TOKENS.index(EOS_TOKEN)
 
 TOKENIZER_KINDS: tuple[str, ...] = ("char", "bpe")
 
-DEFAULT_MODEL_MAX_LENGTH = 512
+DEFAULT_MODEL_MAX_LENGTH = 1024
 
 
 def _wrap(tokenizer: Tokenizer, model_max_length: int) -> PreTrainedTokenizerFast:

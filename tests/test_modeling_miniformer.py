@@ -526,3 +526,22 @@ def test_fresh_process_loads_every_head_with_trust_remote_code(tmp_path):
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("positional_encoding", ["sinusoidal", "learned"])
+def test_resize_position_embeddings_extends_the_table_and_keeps_outputs(tmp_path, positional_encoding):
+    model = make_model(positional_encoding=positional_encoding)
+    ids = torch.randint(4, 50, (2, 10))
+    with torch.no_grad():
+        before = model(ids).logits
+    model.resize_position_embeddings(100)
+    assert model.config.max_position_embeddings == 100
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, before)
+        assert model(torch.randint(4, 50, (1, 90))).logits.shape == (1, 90, 50)
+    if positional_encoding == "sinusoidal":
+        torch.testing.assert_close(model.model.encoder.embeddings.embed_positions.table, sinusoidal_table(100, 32))
+    model.save_pretrained(tmp_path)
+    loaded = MiniformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, before)
