@@ -26,7 +26,7 @@
 #
 # Also needed: nltk (run_summarization.py imports it; offline, an empty punkt model is put in NLTK_DATA).
 # Environment knobs: PYTHON, MINIFORMER (CLI), MAX_STEPS (5), SIZE (tiny), USE_HUB_METRICS (0),
-# MAX_SOURCE_LENGTH (512, for run_translation.py).
+# MAX_SOURCE_LENGTH (1024, the scripts' own default, for run_translation.py).
 set -euo pipefail
 
 EXAMPLES_DIR=${1:?usage: $0 EXAMPLES_DIR [WORK_DIR]}
@@ -36,9 +36,9 @@ PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 MINIFORMER=${MINIFORMER:-$REPO/.venv/bin/miniformer}
 MAX_STEPS=${MAX_STEPS:-5}
 SIZE=${SIZE:-tiny}
-# run_translation.py refuses --max_source_length (default 1024) > config.max_position_embeddings (512 by
-# default) instead of resizing, unlike run_summarization.py; set MAX_SOURCE_LENGTH=1024 to see that.
-MAX_SOURCE_LENGTH=${MAX_SOURCE_LENGTH:-512}
+# run_translation.py refuses a --max_source_length above config.max_position_embeddings instead of
+# resizing (run_summarization.py resizes); both default to 1024, as Miniformer's positional table does.
+MAX_SOURCE_LENGTH=${MAX_SOURCE_LENGTH:-1024}
 USE_HUB_METRICS=${USE_HUB_METRICS:-0}
 EXAMPLES_DIR=$(cd "$EXAMPLES_DIR" && pwd)
 mkdir -p "$WORK"
