@@ -298,9 +298,9 @@ _SUPPORTED_SUFFIXES = _JSON_SUFFIXES + tuple(_CSV_DELIMITERS)
 
 def _read_text(path: str) -> str:
     if not os.path.exists(path):
-        raise DataError(path, "file not found", "an existing JSONL or CSV file (check the path)")
+        raise DataError(path, "file not found", "an existing .jsonl, .json, .csv or .tsv file (check the path)")
     if not os.path.isfile(path):
-        raise DataError(path, "not a regular file", "a JSONL or CSV file, not a directory")
+        raise DataError(path, "not a regular file", "a .jsonl, .json, .csv or .tsv file, not a directory")
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
@@ -406,7 +406,7 @@ def _load_split(
 ) -> Dataset:
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
-        raise DataError(None, "no data files given", "at least one JSONL or CSV path")
+        raise DataError(None, "no data files given", "at least one .jsonl, .json, .csv or .tsv path")
     return concatenate_datasets([_read_pairs(os.fspath(path), source_column, target_column) for path in paths])
 
 

@@ -180,7 +180,9 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(cls):
     for checkpointing in (False, True):
         model = build(cls).train()  # dropout is 0 in tiny_config, so both runs are deterministic
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            layers = [m for m in model.modules() if hasattr(m, "_gradient_checkpointing_func")]
+            assert layers and all(layer.gradient_checkpointing for layer in layers)
         loss = model(**inputs).loss
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
