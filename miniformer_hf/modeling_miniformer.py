@@ -190,7 +190,18 @@ class MiniformerEmbeddings(nn.Module):
         return self.dropout(inputs_embeds + positions.to(inputs_embeds.dtype))  # (B, L, D)
 
 
+def check_ids_shape(ids: torch.Tensor) -> None:
+    if _is_tracing():
+        return
+    if ids.dim() != 2 or ids.is_floating_point():
+        raise ValueError(
+            f"Token ids have shape {tuple(ids.shape)} and dtype {ids.dtype}, but the model expects "
+            "integer ids of shape (batch, length); for one sequence, add a batch dimension with ids[None]."
+        )
+
+
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    check_ids_shape(input_ids)
     if _is_tracing() or input_ids.numel() == 0:
         return
     low, high = int(input_ids.min()), int(input_ids.max())
@@ -627,6 +638,7 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start
     """Teacher forcing: the decoder reads <start> y_1 .. y_{T-1} and predicts y_1 .. y_T."""
     if decoder_start_token_id is None:
         raise ValueError("config.decoder_start_token_id is not set; it is needed to build decoder_input_ids.")
+    check_ids_shape(input_ids)
     shifted = input_ids.new_empty(input_ids.shape)
     shifted[:, 1:] = input_ids[:, :-1]
     shifted[:, 0] = decoder_start_token_id
@@ -812,10 +824,24 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         return grad.mul_((grad_loss * real)[:, None]), None  # (N, V)
 
 
+def check_labels(labels: torch.Tensor, vocab_size: int) -> None:
+    # SoftmaxCrossEntropy clamps labels, so a stray negative label would silently train towards id 0.
+    if _is_tracing() or labels.numel() == 0:
+        return
+    bad = labels[(labels != -100) & ((labels < 0) | (labels >= vocab_size))]
+    if bad.numel():
+        raise ValueError(
+            f"Label {int(bad[0])} is outside the vocabulary: labels must lie in [0, {vocab_size - 1}] "
+            f"(vocab_size={vocab_size}), or be -100 for positions the loss ignores. Check that the "
+            "tokenizer matches the model."
+        )
+
+
 def token_cross_entropy(logits, labels, num_items_in_batch=None):
     """Mean cross-entropy over target tokens, ignoring -100 (or summed / num_items_in_batch, as Trainer asks)."""
     logits = logits.float().reshape(-1, logits.shape[-1])  # (B*T, V)
     labels = labels.to(logits.device).reshape(-1)  # (B*T,)
+    check_labels(labels, logits.shape[-1])
     loss = SoftmaxCrossEntropy.apply(logits, labels)  # summed over real tokens
     if num_items_in_batch is None:
         return loss / (labels != -100).sum()  # the mean, as F.cross_entropy's (NaN if every label is -100)
@@ -865,6 +891,8 @@ class MiniformerForConditionalGeneration(MiniformerPreTrainedModel, GenerationMi
         shifted right to make them, and without either the source is shifted (so `model(input_ids)` runs)."""
         return_dict = self.config.return_dict if return_dict is None else return_dict
         cache = renamed_cache(cache, past_key_values)
+        if labels is not None:
+            check_labels(labels, self.config.vocab_size)  # before the shift turns them into decoder inputs
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
         outputs = self.model(

@@ -545,3 +545,23 @@ def test_resize_position_embeddings_extends_the_table_and_keeps_outputs(tmp_path
     loaded = MiniformerForConditionalGeneration.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, before)
+
+
+def test_labels_outside_vocabulary_are_named_not_clamped():
+    model = make_model()
+    ids = torch.randint(4, 50, (2, 5))
+    for bad in (-5, 50):
+        labels = torch.randint(4, 50, (2, 4))
+        labels[1, 2] = bad
+        with pytest.raises(ValueError, match=rf"Label {bad} is outside the vocabulary.*\[0, 49\]"):
+            model(ids, labels=labels)
+    labels[1, 2] = -100  # the ignore index stays allowed
+    assert torch.isfinite(model(ids, labels=labels).loss)
+
+
+def test_one_dimensional_or_float_ids_are_refused_with_the_expected_shape():
+    model = make_model()
+    with pytest.raises(ValueError, match=r"shape \(5,\).*\(batch, length\).*ids\[None\]"):
+        model(torch.tensor([5, 6, 7, 8, 9]))
+    with pytest.raises(ValueError, match="integer ids"):
+        model(torch.rand(1, 4))

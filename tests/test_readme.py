@@ -7,19 +7,23 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def quickstart_code() -> str:
-    block = README.split("<!-- quickstart:begin -->", 1)[1].split("<!-- quickstart:end -->", 1)[0]
+def readme_code(name: str) -> str:
+    block = README.split(f"<!-- {name}:begin -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
     match = re.search(r"```python\n(.*?)```", block, re.S)
-    assert match, "README quick start has no python block between its markers"
+    assert match, f"README has no python block between its {name} markers"
     return match.group(1)
 
 
 def test_readme_quickstart_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__"}
-    exec(compile(quickstart_code(), "README.md quick start", "exec"), namespace)
+    exec(compile(readme_code("quickstart"), "README.md quick start", "exec"), namespace)
     assert (tmp_path / "attention.png").stat().st_size > 0
     assert namespace["output"].logits.shape[:2] == (2, 10)
+    # The "Seeing attention" section continues from the quick start's model and tokenizer.
+    exec(compile(readme_code("attention"), "README.md seeing attention", "exec"), namespace)
+    for name in ("cross.png", "heads.png", "attention.html"):
+        assert (tmp_path / name).stat().st_size > 0, name
 
 
 def test_ci_runs_exactly_the_readme_test_command():

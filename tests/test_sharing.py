@@ -377,7 +377,7 @@ def test_folder_that_is_not_a_miniformer_run_is_refused_before_any_network_call(
 
 
 def test_miniformer_push_command_reports_one_line_and_exits_nonzero(hub_client, tmp_path, capsys):
-    cli = pytest.importorskip("miniformer_hf.cli")
+    from miniformer_hf import cli
     requests_before = len(hub_client.request_log)
     exit_code = cli.main(["push", "--model", str(tmp_path / "no-such-run"), "--repo-id", "alice/cli-push"])
     error_output = capsys.readouterr().err.strip()

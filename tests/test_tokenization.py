@@ -65,7 +65,7 @@ def test_special_tokens_have_the_model_config_ids(kind, date_tokenizer, bpe_toke
 
 
 def test_special_token_ids_agree_with_miniformer_config():
-    configuration = pytest.importorskip("miniformer_hf.configuration_miniformer")
+    from miniformer_hf import configuration_miniformer as configuration
     config = configuration.MiniformerConfig()
     assert (config.pad_token_id, config.bos_token_id, config.eos_token_id, config.decoder_start_token_id) == (
         PAD_ID,
