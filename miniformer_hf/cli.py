@@ -435,6 +435,8 @@ def _configure_logging(quiet: bool) -> None:
 
 def _load_model_and_tokenizer(model_dir: str):
     path = Path(model_dir)
+    if not path.exists():
+        raise CommandError(f"--model {model_dir}: no such folder; expected a run folder written by `miniformer train`.")
     if not path.is_dir() or not (path / "config.json").is_file():
         raise CommandError(
             f"--model {model_dir}: not a saved model folder (no config.json); expected a run folder written by "
@@ -444,6 +446,9 @@ def _load_model_and_tokenizer(model_dir: str):
 
     import miniformer_hf  # noqa: F401  (registers Miniformer with the Auto classes)
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a weight-loading bar is noise around one command's output
     try:
         model = AutoModelForSeq2SeqLM.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -96,7 +96,13 @@ def test_usage_errors_are_one_line_with_exit_code_2(argv, fragment, capsys, tmp_
 def test_generate_with_a_missing_model_folder_exits_1(capsys, tmp_path):
     code, _, err = run(["generate", "--model", str(tmp_path / "nowhere"), "hello"], capsys)
     assert code == 1
-    assert "not a saved model folder" in one_error_line(err)
+    assert "no such folder" in one_error_line(err)
+
+
+def test_generate_with_a_folder_that_is_not_a_model_exits_1(capsys, tmp_path):
+    code, _, err = run(["generate", "--model", str(tmp_path), "hello"], capsys)
+    assert code == 1
+    assert "not a saved model folder (no config.json)" in one_error_line(err)
 
 
 # ---------------------------------------------------------------------------------------------
