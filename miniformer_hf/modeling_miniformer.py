@@ -838,10 +838,10 @@ def check_labels(labels: torch.Tensor, vocab_size: int) -> None:
 
 
 def token_cross_entropy(logits, labels, num_items_in_batch=None):
-    """Mean cross-entropy over target tokens, ignoring -100 (or summed / num_items_in_batch, as Trainer asks)."""
+    """Mean cross-entropy over target tokens, ignoring -100 (or summed / num_items_in_batch, as Trainer asks).
+    The heads validate `labels` with `check_labels` where they enter the model, once per forward."""
     logits = logits.float().reshape(-1, logits.shape[-1])  # (B*T, V)
     labels = labels.to(logits.device).reshape(-1)  # (B*T,)
-    check_labels(labels, logits.shape[-1])
     loss = SoftmaxCrossEntropy.apply(logits, labels)  # summed over real tokens
     if num_items_in_batch is None:
         return loss / (labels != -100).sum()  # the mean, as F.cross_entropy's (NaN if every label is -100)
@@ -1161,6 +1161,7 @@ class MiniformerForCausalLM(MiniformerPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
         if labels is not None:
+            check_labels(labels, self.config.vocab_size)
             shifted = kwargs.get("shift_labels")  # already aligned by a trainer that shards the sequence
             if shifted is None:
                 shifted = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position t is scored on token t+1

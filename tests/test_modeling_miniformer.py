@@ -591,3 +591,12 @@ def test_fast_decoding_step_inputs_equal_generation_mixins(monkeypatch):
     model.generate(ids, attention_mask=mask, max_new_tokens=5, min_new_tokens=5)
     model.generate(ids, attention_mask=mask, max_new_tokens=5, min_new_tokens=5, num_beams=2)
     assert compared.count(False) >= 8  # the fast path ran on the later steps of both searches
+
+
+def test_causal_lm_labels_outside_vocabulary_are_named():
+    model = make_model(MiniformerForCausalLM)
+    ids = torch.randint(4, 50, (2, 6))
+    labels = ids.clone()
+    labels[0, 3] = -7
+    with pytest.raises(ValueError, match=r"Label -7 is outside the vocabulary"):
+        model(ids, labels=labels)
