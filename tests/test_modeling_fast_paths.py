@@ -24,6 +24,20 @@ def test_dropout_rate_scale_and_gradient(p):
     torch.testing.assert_close(x.grad[~dropped], y[~dropped].detach())
 
 
+def test_dropout_with_a_residual_adds_it_after_dropping():
+    dropout = MiniformerDropout(0.3).train()
+    residual = torch.randn(500, 301)
+    x = torch.ones(500, 301, requires_grad=True)
+    y = dropout(x, residual=residual)
+    dropped = (y - residual).abs() < 1e-6
+    assert abs(dropped.float().mean().item() - 0.3) < 5e-3
+    keep_prob = 1 - round(0.3 * 2**16) / 2**16
+    torch.testing.assert_close((y - residual)[~dropped], torch.full_like(y[~dropped], 1 / keep_prob))
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, dropped)
+    assert torch.equal(dropout.eval()(x, residual=residual), residual + x)
+
+
 def test_dropout_is_identity_in_eval_and_reproducible_under_a_seed():
     dropout = MiniformerDropout(0.1)
     x = torch.randn(4, 5, 6)
@@ -51,12 +65,13 @@ def test_dropout_masks_are_independent_of_position():
 
 
 @pytest.mark.parametrize("num_items_in_batch", [None, 17])
-def test_cross_entropy_and_its_gradient_equal_torch(num_items_in_batch):
+@pytest.mark.parametrize("vocab_size", [11, 50_000])  # 50k: rows go through in several blocks, the last partial
+def test_cross_entropy_and_its_gradient_equal_torch(num_items_in_batch, vocab_size):
     torch.manual_seed(0)
-    logits = torch.randn(3, 7, 11, requires_grad=True)
-    labels = torch.randint(0, 11, (3, 7))
+    logits = torch.randn(3, 7, vocab_size, requires_grad=True)
+    labels = torch.randint(0, vocab_size, (3, 7))
     labels[0, -2:] = -100
-    flat = logits.reshape(-1, 11)
+    flat = logits.reshape(-1, vocab_size)
     if num_items_in_batch is None:
         expected = nn.functional.cross_entropy(flat, labels.reshape(-1), ignore_index=-100)
     else:
