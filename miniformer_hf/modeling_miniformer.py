@@ -79,11 +79,13 @@ class MiniformerDropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """Dropout(x); with `residual`, residual + Dropout(x) in one pass (the sub-layer's sum, §3.1)."""
-        if not self.training or self.p == 0.0:
-            return x if residual is None else residual + x
-        if x.device.type != "cpu" or _is_tracing():
+        if self.training and self.p > 0.0:
+            if x.device.type == "cpu" and not _is_tracing():
+                return self._cpu_dropout(x, residual)
             x = F.dropout(x, self.p, training=True)
-            return x if residual is None else residual + x
+        return x if residual is None else residual + x
+
+    def _cpu_dropout(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         drop_below = round(self.p * 2**16) - 2**15  # int16 values below this are dropped
         keep_prob = (2**15 - drop_below) / 2**16
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device)
