@@ -121,8 +121,14 @@ def test_post_ln_sublayer_is_layernorm_of_residual_sum():
     torch.manual_seed(0)
     x, y = torch.randn(2, 3, 32), torch.randn(2, 3, 32)
     nn.init.normal_(sublayer.layer_norm.weight)
-    torch.testing.assert_close(sublayer(x, y), sublayer.layer_norm(x + y))
-    assert sublayer.sublayer_input(x) is x  # post-LN: the sub-layer sees x itself
+    seen = []
+
+    def sublayer_function(inputs):
+        seen.append(inputs)
+        return y
+
+    torch.testing.assert_close(sublayer(x, sublayer_function), sublayer.layer_norm(x + y))
+    assert seen[0] is x  # post-LN: the sub-layer sees x itself
 
 
 def test_post_ln_layer_outputs_are_normalised_and_pre_ln_are_not():
@@ -325,12 +331,23 @@ def test_cached_decoding_equals_recomputation(attn):
     torch.testing.assert_close(torch.cat(steps, dim=1), full_logits, atol=1e-5, rtol=1e-5)
 
 
-def test_sequence_classification_returns_loss_and_logits_only():
+def test_sequence_classification_returns_barts_fields():
+    from transformers import BartConfig, BartForSequenceClassification
+
     config = tiny_config(num_labels=3)
     model = MiniformerForSequenceClassification(config).eval()
     ids, mask = source_batch()
     out = model(ids, attention_mask=mask, labels=torch.tensor([0, 2, 1]))
-    assert set(out.keys()) == {"loss", "logits"}
+    bart_config = BartConfig(vocab_size=50, d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=32,
+                             decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2, num_labels=3)
+    bart_ids = ids.clone()
+    bart_ids[:, -1] = bart_config.eos_token_id
+    for flags in ({}, {"output_attentions": True, "output_hidden_states": True}):
+        ours = model(ids, attention_mask=mask, labels=torch.tensor([0, 2, 1]), **flags)
+        bart = BartForSequenceClassification(bart_config).eval()(bart_ids, labels=torch.tensor([0, 2, 1]), **flags)
+        assert set(ours.keys()) == set(bart.keys())
+    assert {"loss", "logits", "encoder_last_hidden_state"} <= set(out.keys())
+    assert "cache" in model(ids, attention_mask=mask).keys()  # in eval, as BART's, without labels
     assert out.logits.shape == (3, 3)
     # Padding ids do not matter: the head pools the last real token.
     other = model(ids.masked_fill(mask == 0, 11), attention_mask=mask).logits
@@ -468,12 +485,16 @@ def test_save_writes_safetensors_code_files_and_full_auto_map(tmp_path):
     model = make_model()
     model.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"model.safetensors", "config.json", "configuration_miniformer.py", "modeling_miniformer.py"} <= files
+    from miniformer_hf.sharing import CODE_FILES
+
+    assert {"model.safetensors", "config.json", *CODE_FILES} <= files
+    assert set(CODE_FILES) >= {"configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py",
+                               "kernels_miniformer.py"}
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     import miniformer_hf
 
     package_dir = __import__("pathlib").Path(miniformer_hf.__file__).parent
-    for name in ("configuration_miniformer.py", "modeling_miniformer.py"):
+    for name in CODE_FILES:
         assert (tmp_path / name).read_bytes() == (package_dir / name).read_bytes()
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {
