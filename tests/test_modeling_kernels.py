@@ -167,3 +167,22 @@ def test_label_smoothing_argument_overrides_the_config():
     logits = model(ids).logits.reshape(-1, 50)
     smoothed = model(ids, labels=ids, label_smoothing=0.2).loss
     torch.testing.assert_close(smoothed, F.cross_entropy(logits, ids.reshape(-1), label_smoothing=0.2))
+
+
+def test_trainer_leaves_label_smoothing_to_the_model_with_the_same_loss(tmp_path):
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    from miniformer_hf.training import TransformerTrainer
+
+    torch.manual_seed(0)
+    model = MiniformerForConditionalGeneration(tiny_config())
+    rows = [{"input_ids": [5, 6, 7, 2], "labels": [7, 6, 5, 2]}, {"input_ids": [8, 9, 2], "labels": [9, 8, 2]}]
+    from datasets import Dataset
+
+    trainer = TransformerTrainer(model, output_dir=tmp_path, label_smoothing=0.1, batch_size=2)
+    hf_trainer = trainer.build(Dataset.from_list(rows))
+    assert hf_trainer.label_smoother is None and model.config.label_smoothing == 0.1
+    batch = hf_trainer.data_collator(rows)
+    loss = hf_trainer.compute_loss(model, dict(batch))
+    expected = LabelSmoother(epsilon=0.1)(model(**{k: v for k, v in batch.items() if k != "labels"}), batch["labels"])
+    torch.testing.assert_close(loss, expected)
