@@ -11,8 +11,9 @@ Contents (paper order)
     7. Encoder and decoder layers, masking ............ §3.1, §3.2.3
     8. Encoder and decoder stacks ..................... §3.1
     9. The Hugging Face model, and the loss ........... §5.4 (label smoothing)
-The classification and causal-LM heads live in ``heads_miniformer.py``; faster twins of dropout and the
-loss in ``kernels_miniformer.py``. All four files travel with every saved checkpoint (``trust_remote_code``).
+Beside it, travelling with every saved checkpoint (``trust_remote_code``): ``heads_miniformer.py`` (the
+classification and causal-LM heads), ``kernels_miniformer.py`` (faster twins of dropout and the loss) and
+``inputs_miniformer.py`` (the checks behind every bad-input message).
 
 Shape legend
     B batch, S source length, T target length (queries), K key length (S, or past + T with a cache),
@@ -51,6 +52,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_miniformer import MiniformerConfig
+from .inputs_miniformer import check_batch, check_ids_shape, check_labels, check_mask, check_token_ids
 from .kernels_miniformer import FastDropout, fast_cross_entropy_sum
 
 
@@ -458,74 +460,10 @@ class MiniformerDecoder(MiniformerStack):
         )
         has_cross = encoder_hidden_states is not None and output_attentions
         output = BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states,
-            cache=cache if use_cache else None,
-            hidden_states=all_hidden,
-            attentions=self_weights if output_attentions else None,
-            cross_attentions=cross_weights if has_cross else None,
+            hidden_states, cache if use_cache else None, all_hidden, self_weights if output_attentions else None,
+            cross_weights if has_cross else None,
         )
         return output if return_dict is not False else output.to_tuple()
-
-
-# ------------------------------------------------------------------------------------------------
-# Input checks: one clear message for each way an input can be wrong, in every head and both paths.
-# Skipped under torch.compile / export, where data-dependent checks would break the graph.
-# ------------------------------------------------------------------------------------------------
-
-
-def check_ids_shape(ids: torch.Tensor, name: str = "input_ids") -> None:
-    if not torch.compiler.is_compiling() and (ids.dim() != 2 or ids.is_floating_point()):
-        raise ValueError(
-            f"{name} have shape {tuple(ids.shape)} and dtype {ids.dtype}, but the model expects integer ids of "
-            "shape (batch, length); for one sequence, add a batch dimension with ids[None]."
-        )
-
-
-def check_batch(inputs: torch.Tensor, name: str) -> tuple[int, int]:
-    """(batch, length) of ids or embeddings, refusing an empty batch or an empty sequence."""
-    if inputs.dim() < 2:
-        check_ids_shape(inputs, name)
-    batch, length = inputs.shape[:2]
-    if not torch.compiler.is_compiling() and (batch == 0 or length == 0):
-        raise ValueError(
-            f"{name} has shape {tuple(inputs.shape)}: an empty batch or an empty sequence cannot be encoded. "
-            "Pass at least one sequence of at least one token (batch >= 1, length >= 1)."
-        )
-    return batch, length
-
-
-def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    check_ids_shape(input_ids)
-    if torch.compiler.is_compiling() or input_ids.numel() == 0:
-        return
-    low, high = int(input_ids.min()), int(input_ids.max())
-    if low < 0 or high >= vocab_size:
-        raise ValueError(
-            f"Token id {low if low < 0 else high} is outside the vocabulary: ids must lie in [0, {vocab_size - 1}] "
-            f"(vocab_size={vocab_size}). Check that the tokenizer matches the model, and replace "
-            "label-style -100 values with the pad id in model inputs."
-        )
-
-
-def check_mask(mask: torch.Tensor | None, name: str, expected: tuple) -> None:
-    if mask is not None and not torch.compiler.is_compiling() and tuple(mask.shape) != tuple(expected):
-        raise ValueError(
-            f"{name} has shape {tuple(mask.shape)}, but the inputs need a 2D mask of shape {tuple(expected)} "
-            "(batch, sequence length) with 1 for real tokens and 0 for padding."
-        )
-
-
-def check_labels(labels: torch.Tensor, vocab_size: int) -> None:
-    check_batch(labels, "labels")
-    if torch.compiler.is_compiling():
-        return
-    bad = labels[(labels != -100) & ((labels < 0) | (labels >= vocab_size))]
-    if bad.numel():
-        raise ValueError(
-            f"Label {int(bad[0])} is outside the vocabulary: labels must lie in [0, {vocab_size - 1}] "
-            f"(vocab_size={vocab_size}), or be -100 for positions the loss ignores. Check that the "
-            "tokenizer matches the model."
-        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -654,27 +592,14 @@ class MiniformerModel(MiniformerPreTrainedModel):
                                            output_hidden_states, return_dict=True)
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs[:3])
-        decoder_outputs = self.decoder(
-            input_ids=decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
-            cache=cache,
-            inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        decoder_outputs = self.decoder(decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state,
+                                       attention_mask, cache, decoder_inputs_embeds, use_cache, output_attentions,
+                                       output_hidden_states, return_dict=True)
         output = Seq2SeqModelOutput(
-            last_hidden_state=decoder_outputs.last_hidden_state,
-            cache=decoder_outputs.cache,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            decoder_attentions=decoder_outputs.attentions,
-            cross_attentions=decoder_outputs.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
+            last_hidden_state=decoder_outputs.last_hidden_state, cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states, decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions, encoder_attentions=encoder_outputs.attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state, encoder_hidden_states=encoder_outputs.hidden_states,
         )
         return output if return_dict else output.to_tuple()
 
@@ -706,36 +631,16 @@ class MiniformerForConditionalGeneration(MiniformerPreTrainedModel, GenerationMi
             check_labels(labels, self.config.vocab_size)  # before the shift turns them into decoder inputs
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=decoder_attention_mask,
-            encoder_outputs=encoder_outputs,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+                             cache, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
+                             output_hidden_states, return_dict=True)
         hidden_states = outputs.last_hidden_state[:, -logits_to_keep:]  # 0 keeps all: (B, T, D)
         logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = token_cross_entropy(logits, labels, self.config, kwargs.get("num_items_in_batch"), label_smoothing)
-        output = Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=outputs.cache,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
-        )
+        model_fields = {key: value for key, value in outputs.items() if key != "last_hidden_state"}
+        output = Seq2SeqLMOutput(loss=loss, logits=logits, **model_fields)  # the cache and the encoder's outputs
         return output if return_dict else output.to_tuple()
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
