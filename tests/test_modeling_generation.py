@@ -1,0 +1,73 @@
+"""Generation works wherever BART's does: on a dynamically int8-quantized model, on a PEFT LoRA-wrapped
+model, with a static cache, and through transformers' compiled generation path (a static cache and a
+CompileConfig, allowed on CPU), giving the tokens of plain greedy search."""
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import tiny_config
+from miniformer_hf import MiniformerForCausalLM, MiniformerForConditionalGeneration
+
+GREEDY = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, num_beams=1)
+
+
+def model_and_batch(cls=MiniformerForConditionalGeneration):
+    torch.manual_seed(0)
+    model = cls(tiny_config()).eval()
+    ids = torch.randint(4, 50, (3, 7))
+    mask = torch.ones_like(ids)
+    if cls is MiniformerForConditionalGeneration:
+        mask[1, -2:] = 0  # right padding in the source
+    return model, {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("cls", [MiniformerForConditionalGeneration, MiniformerForCausalLM])
+def test_dynamically_quantized_model_generates(cls):
+    model, batch = model_and_batch(cls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    assert not isinstance(quantized.lm_head.weight, torch.Tensor)  # replaced by a method: what used to crash
+    out = quantized.generate(**batch, **GREEDY)
+    assert out.dtype == torch.long and out.shape[0] == 3
+    assert out.shape[1] == (13 if cls is MiniformerForCausalLM else 7)  # int8 weights may change the tokens
+
+
+def test_peft_lora_model_generates_like_the_base_model_at_initialisation():
+    peft = pytest.importorskip("peft")
+    model, batch = model_and_batch()
+    reference = model.generate(**batch, **GREEDY)
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    wrapped.eval()
+    assert torch.equal(wrapped.generate(**batch, **GREEDY), reference)  # LoRA's B starts at zero
+
+
+@pytest.mark.parametrize("cls", [MiniformerForConditionalGeneration, MiniformerForCausalLM])
+def test_static_cache_generates_the_dynamic_caches_tokens(cls):
+    model, batch = model_and_batch(cls)
+    reference = model.generate(**batch, **GREEDY)
+    assert torch.equal(model.generate(**batch, **GREEDY, cache_implementation="static"), reference)
+
+
+def test_compiled_generation_path_gives_the_same_tokens_without_graph_breaks():
+    from transformers import CompileConfig
+
+    model, batch = model_and_batch()
+    reference = model.generate(**batch, **GREEDY)
+    compile_config = CompileConfig(fullgraph=True, dynamic=False, backend="eager")  # graph capture is what can break
+    compile_config._compile_all_devices = True  # transformers compiles only on accelerators unless told
+    torch._dynamo.reset()
+    compiled = model.generate(**batch, **GREEDY, cache_implementation="static", compile_config=compile_config)
+    assert torch.equal(compiled, reference)
+    assert hasattr(model, "_compiled_call") and model._compiled_call is not None  # the path really compiled
+
+
+def test_torch_compiled_model_generates():
+    model, batch = model_and_batch()
+    reference = model.generate(**batch, **GREEDY)
+    torch._dynamo.reset()
+    model.forward = torch.compile(model.forward, backend="eager", dynamic=True)
+    assert torch.equal(model.generate(**batch, **GREEDY), reference)
