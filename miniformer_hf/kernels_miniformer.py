@@ -7,9 +7,10 @@ The model uses these kernels when ``config.fast_kernels`` is True (the default);
 ``nn.Dropout``, ``x + Dropout(y)`` and ``F.cross_entropy`` exactly as written in the paper file. Each kernel
 is tested equal to its plain twin in ``tests/test_modeling_kernels.py`` (values and gradients):
 
-    FastDropout ............ nn.Dropout, and x + Dropout(y) in one pass (the sub-layer's residual, §3.1).
-                              On CPU it draws 16 random bits per element, so P_drop is rounded to a
-                              multiple of 2^-16 (0.1 becomes 0.100006); elsewhere it is F.dropout.
+    FastDropout ............ nn.Dropout. On CPU it draws 16 random bits per element, so P_drop is rounded
+                              to a multiple of 2^-16 (0.1 becomes 0.100006); elsewhere it is F.dropout.
+    FusedSublayer .......... MiniformerSublayer, LayerNorm(x + Dropout(Sublayer(x))) (§3.1), with the
+                              residual added as FastDropout drops, in one pass.
     SoftmaxCrossEntropy .... F.cross_entropy(logits, labels, ignore_index=-100, label_smoothing=eps,
                               reduction="sum"), without the (N, V) log-probabilities.
 
@@ -51,6 +52,11 @@ class FastDropout(nn.Dropout):
         if residual is None:
             return x * keep.mul_(1.0 / keep_prob)
         return torch.addcmul(residual, x, keep, value=1.0 / keep_prob)
+
+
+def dropout_for(config, p: float) -> nn.Dropout:
+    """§5.4's dropout: ``nn.Dropout``, or its faster twin when ``config.fast_kernels`` is on."""
+    return FastDropout(p) if config.fast_kernels else nn.Dropout(p)
 
 
 class SoftmaxCrossEntropy(torch.autograd.Function):
@@ -101,6 +107,23 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         return grad, None, None
 
 
+class FusedSublayer(nn.Module):
+    """Twin of the paper file's ``MiniformerSublayer`` (same weights, same names): the residual sum and the
+    dropout in one pass, LayerNorm(FastDropout(Sublayer(x), residual=x)), or pre-LN's
+    FastDropout(Sublayer(LayerNorm(x)), residual=x)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.pre_norm = config.norm_placement == "pre"
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = FastDropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
+        if self.pre_norm:
+            return self.dropout(sublayer(self.layer_norm(x)), residual=x)
+        return self.layer_norm(self.dropout(sublayer(x), residual=x))
+
+
 def rows_per_block(vocab_size: int) -> int:
     return max(1, (1 << 20) // (4 * vocab_size))  # about 1 MB of fp32 logits per block
 
@@ -112,4 +135,4 @@ def fast_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return SoftmaxCrossEntropy.apply(logits, labels, float(label_smoothing))
 
 
-__all__ = ["FastDropout", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]
+__all__ = ["FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]

@@ -11,9 +11,9 @@ Contents (paper order)
     7. Encoder and decoder layers, masking ............ §3.1, §3.2.3
     8. Encoder and decoder stacks ..................... §3.1
     9. The Hugging Face model, and the loss ........... §5.4 (label smoothing)
-Beside it, travelling with every saved checkpoint (``trust_remote_code``): ``heads_miniformer.py`` (the
-classification and causal-LM heads), ``kernels_miniformer.py`` (faster twins of dropout and the loss) and
-``inputs_miniformer.py`` (the checks behind every bad-input message).
+Beside it, and travelling with every checkpoint: ``heads_miniformer.py`` (classification and causal-LM heads),
+``kernels_miniformer.py`` (faster twins of dropout, the sub-layer and the loss), ``support_miniformer.py``
+(input checks, ``get_attention_weights``, transformers' position-table API).
 
 Shape legend
     B batch, S source length, T target length (queries), K key length (S, or past + T with a cache),
@@ -35,7 +35,6 @@ except the last three)
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -48,17 +47,12 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions
 from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_miniformer import MiniformerConfig
-from .inputs_miniformer import check_batch, check_ids_shape, check_labels, check_mask, check_token_ids
-from .kernels_miniformer import FastDropout, fast_cross_entropy_sum
-
-
-def dropout_for(config: MiniformerConfig, p: float) -> nn.Dropout:
-    """§5.4's dropout: ``nn.Dropout``, or its faster twin when ``config.fast_kernels`` is on."""
-    return FastDropout(p) if config.fast_kernels else nn.Dropout(p)
+from .support_miniformer import AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin
+from .support_miniformer import check_batch, check_ids_shape, check_labels, check_mask, check_memory, check_token_ids
+from .kernels_miniformer import FusedSublayer, dropout_for, fast_cross_entropy_sum
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,18 +84,6 @@ class MiniformerPositionalEncoding(nn.Module):
             self.weight = nn.Parameter(torch.empty(self.max_positions, config.d_model))  # (P, D)
         else:  # not saved with the weights: it is a function of the config alone
             self.register_buffer("table", sinusoidal_table(self.max_positions, config.d_model), persistent=False)
-
-    def resize(self, num_positions: int, std: float) -> None:
-        """Cover `num_positions` positions; a learned table keeps its rows and draws new ones from N(0, std)."""
-        if self.learned:
-            new = self.weight.data.new_empty(num_positions, self.weight.shape[1]).normal_(mean=0.0, std=std)
-            keep = min(num_positions, self.weight.shape[0])
-            new[:keep] = self.weight.data[:keep]
-            self.weight = nn.Parameter(new, requires_grad=self.weight.requires_grad)
-        else:
-            table = sinusoidal_table(num_positions, self.table.shape[1]).to(self.table.device, self.table.dtype)
-            self.register_buffer("table", table, persistent=False)
-        self.max_positions = num_positions
 
     def forward(self, seq_len: int, offset: int | torch.Tensor = 0) -> torch.Tensor:
         if not torch.compiler.is_compiling() and offset + seq_len > self.max_positions:
@@ -225,21 +207,17 @@ class MiniformerAttention(nn.Module):
         return self.out_proj(output), weights  # (B, T, D), (B, H, T, K) or None
 
     def keys_and_values(self, source: torch.Tensor, cache: Cache | None):
-        if self.is_cross_attention:
-            # The memory is fixed during decoding: project it once, then reuse it from the cache.
-            if cache is not None and cache.is_updated.get(self.layer_idx, False):
-                layer = cache.cross_attention_cache.layers[self.layer_idx]
-                return layer.keys, layer.values
-            key, value = self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))  # (B, H, S, Dh)
-            if cache is not None:
-                key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
-                cache.is_updated[self.layer_idx] = True
+        if self.is_cross_attention and cache is not None and cache.is_updated.get(self.layer_idx, False):
+            layer = cache.cross_attention_cache.layers[self.layer_idx]  # the memory, projected at the first step
+            return layer.keys, layer.values
+        key, value = self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))  # (B, H, L, Dh)
+        if cache is None:
             return key, value
-        key, value = self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))  # (B, H, T, Dh)
-        if cache is not None:
-            self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-            key, value = self_cache.update(key, value, self.layer_idx)  # (B, H, past + T, Dh)
-        return key, value
+        if self.is_cross_attention:
+            cache.is_updated[self.layer_idx] = True
+            return cache.cross_attention_cache.update(key, value, self.layer_idx)  # (B, H, S, Dh)
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        return self_cache.update(key, value, self.layer_idx)  # (B, H, past + T, Dh)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,22 +246,19 @@ class MiniformerFeedForward(nn.Module):
 
 
 class MiniformerSublayer(nn.Module):
-    """Wraps one sub-layer (attention or feed-forward) in its residual connection and LayerNorm."""
+    """Wraps one sub-layer (attention or feed-forward) in its residual connection and LayerNorm. With
+    ``fast_kernels`` the layers use its twin ``FusedSublayer``, which adds the residual as it drops."""
 
     def __init__(self, config: MiniformerConfig):
         super().__init__()
         self.pre_norm = config.norm_placement == "pre"
         self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.dropout = dropout_for(config, config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
         if self.pre_norm:
-            return self.add_dropped(x, sublayer(self.layer_norm(x)))  # x + Dropout(Sublayer(LayerNorm(x)))
-        return self.layer_norm(self.add_dropped(x, sublayer(x)))  # LayerNorm(x + Dropout(Sublayer(x)))
-
-    def add_dropped(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x + Dropout(y); the fast kernel adds as it drops, in one pass."""
-        return self.dropout(y, residual=x) if isinstance(self.dropout, FastDropout) else x + self.dropout(y)
+            return x + self.dropout(sublayer(self.layer_norm(x)))  # x + Dropout(Sublayer(LayerNorm(x)))
+        return self.layer_norm(x + self.dropout(sublayer(x)))  # LayerNorm(x + Dropout(Sublayer(x)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,49 +271,46 @@ class MiniformerSublayer(nn.Module):
 class MiniformerEncoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: MiniformerConfig, layer_idx: int):
         super().__init__()
+        sublayer = FusedSublayer if config.fast_kernels else MiniformerSublayer  # twins: the same computation
         self.self_attn = MiniformerAttention(config, layer_idx)
-        self.self_attn_sublayer = MiniformerSublayer(config)
+        self.self_attn_sublayer = sublayer(config)
         self.ffn = MiniformerFeedForward(config)
-        self.ffn_sublayer = MiniformerSublayer(config)
+        self.ffn_sublayer = sublayer(config)
 
     def forward(self, hidden_states, mask=None, output_attentions: bool = False):
-        weights = []
+        weights = {}
 
-        def self_attention(x):
-            output, w = self.self_attn(x, mask=mask, output_attentions=output_attentions)
-            weights.append(w)
+        def self_attention(x):  # the sub-layer; its attention weights are kept for output_attentions
+            output, weights["self"] = self.self_attn(x, mask=mask, output_attentions=output_attentions)
             return output
 
         hidden_states = self.self_attn_sublayer(hidden_states, self_attention)  # (B, S, D)
         hidden_states = self.ffn_sublayer(hidden_states, self.ffn)  # (B, S, D)
-        return hidden_states, weights[0]
+        return hidden_states, weights["self"]
 
 
 class MiniformerDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: MiniformerConfig, layer_idx: int, has_cross_attention: bool = True):
         super().__init__()
+        sublayer = FusedSublayer if config.fast_kernels else MiniformerSublayer  # twins: the same computation
         self.self_attn = MiniformerAttention(config, layer_idx)
-        self.self_attn_sublayer = MiniformerSublayer(config)
+        self.self_attn_sublayer = sublayer(config)
         self.encoder_attn = MiniformerAttention(config, layer_idx, True) if has_cross_attention else None
-        self.encoder_attn_sublayer = MiniformerSublayer(config) if has_cross_attention else None
+        self.encoder_attn_sublayer = sublayer(config) if has_cross_attention else None
         self.ffn = MiniformerFeedForward(config)
-        self.ffn_sublayer = MiniformerSublayer(config)
+        self.ffn_sublayer = sublayer(config)
 
     def forward(self, hidden_states, memory=None, masks=(None, False, None), cache=None, output_attentions=False):
         """`masks` is (self-attention mask, is_causal, memory mask), built once by the stack."""
         self_mask, is_causal, memory_mask = masks
         weights = {}
 
-        def self_attention(x):
-            output, weights["self"] = self.self_attn(
-                x, mask=self_mask, is_causal=is_causal, cache=cache, output_attentions=output_attentions
-            )
+        def self_attention(x):  # masked (§3.2.3); keys and values come from x and the cache
+            output, weights["self"] = self.self_attn(x, None, self_mask, is_causal, cache, output_attentions)
             return output
 
-        def cross_attention(x):
-            output, weights["cross"] = self.encoder_attn(
-                x, memory, mask=memory_mask, cache=cache, output_attentions=output_attentions
-            )
+        def cross_attention(x):  # queries from x, keys and values from the memory
+            output, weights["cross"] = self.encoder_attn(x, memory, memory_mask, False, cache, output_attentions)
             return output
 
         hidden_states = self.self_attn_sublayer(hidden_states, self_attention)  # (B, T, D)
@@ -433,11 +405,7 @@ class MiniformerDecoder(MiniformerStack):
                 output_hidden_states=None, return_dict=None, **kwargs):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of decoder_input_ids or decoder_inputs_embeds to the decoder.")
-        if self.has_cross_attention and encoder_hidden_states is None:
-            raise ValueError(
-                "This decoder attends over the encoder output: pass encoder_hidden_states (B, S, D), or use "
-                "MiniformerForCausalLM for a decoder without cross-attention."
-            )
+        check_memory(encoder_hidden_states, self.has_cross_attention)
         name = "decoder_input_ids" if self.has_cross_attention else "input_ids"
         batch, tgt_len = check_batch(input_ids if input_ids is not None else inputs_embeds, name)
         if use_cache and cache is None:
@@ -471,15 +439,6 @@ class MiniformerDecoder(MiniformerStack):
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class MiniformerAttentionWeights(ModelOutput):
-    """Attention weights per layer, each (B, H, query, key): what `plot_attention` and bertviz take."""
-
-    encoder_attentions: tuple[torch.Tensor, ...] | None = None
-    decoder_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
-
-
 def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Teacher forcing: the decoder reads <start> y_1 .. y_{T-1} and predicts y_1 .. y_T."""
     if decoder_start_token_id is None:
@@ -510,7 +469,7 @@ def token_cross_entropy(logits, labels, config: MiniformerConfig, num_items_in_b
     return loss / num_items_in_batch
 
 
-class MiniformerPreTrainedModel(PreTrainedModel):
+class MiniformerPreTrainedModel(PositionTablesMixin, PreTrainedModel):
     config_class = MiniformerConfig
     config: MiniformerConfig
     base_model_prefix = "model"
@@ -524,19 +483,6 @@ class MiniformerPreTrainedModel(PreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.model.set_input_embeddings(value)  # the backbone points both stacks at the new table
-
-    def resize_position_embeddings(self, new_num_position_embeddings: int) -> None:
-        """Make every positional table cover `new_num_position_embeddings` positions (transformers' API)."""
-        std = self.config.init_std or self.config.d_model**-0.5
-        for module in self.modules():
-            if isinstance(module, MiniformerPositionalEncoding):
-                module.resize(new_num_position_embeddings, std)
-        self.config.max_position_embeddings = new_num_position_embeddings
-
-    def get_position_embeddings(self) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        tables = tuple(m.weight if m.learned else m.table for m in self.modules()
-                       if isinstance(m, MiniformerPositionalEncoding))
-        return tables[0] if len(tables) == 1 else tables
 
     def _init_weights(self, module):
         std = self.config.init_std or self.config.d_model**-0.5
@@ -604,7 +550,7 @@ class MiniformerModel(MiniformerPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class MiniformerForConditionalGeneration(MiniformerPreTrainedModel, GenerationMixin):
+class MiniformerForConditionalGeneration(AttentionWeightsMixin, MiniformerPreTrainedModel, GenerationMixin):
     """Encoder-decoder with the pre-softmax projection tied to the shared embedding (§3.4)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
@@ -646,47 +592,24 @@ class MiniformerForConditionalGeneration(MiniformerPreTrainedModel, GenerationMi
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
-    @torch.no_grad()
-    def get_attention_weights(self, input_ids, decoder_input_ids=None, attention_mask=None):
-        """Encoder, decoder and cross attention per layer, each (B, H, query, key), whatever
-        `attn_implementation` is set (the readable path computes them). Runs in eval mode."""
-        check_ids_shape(input_ids)
-        check_batch(input_ids, "input_ids")
-        was_training = self.training
-        self.eval()
-        try:
-            outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                                 use_cache=False, output_attentions=True, return_dict=True)
-        finally:
-            self.train(was_training)
-        return MiniformerAttentionWeights(outputs.encoder_attentions, outputs.decoder_attentions,
-                                          outputs.cross_attentions)
-
 
 # The seed API's name for the encoder-decoder with its language-modelling head.
 Transformer = MiniformerForConditionalGeneration
 
 
+OTHER_HEADS = ("MiniformerForCausalLM", "MiniformerForSequenceClassification")
+
+
 def __getattr__(name: str):
-    """The other heads live in the file beside this one, imported on first use. The import line also makes
-    `save_pretrained` copy that file with every checkpoint, so each Auto class loads any checkpoint."""
-    if name in ("MiniformerForCausalLM", "MiniformerForSequenceClassification"):
-        from .heads_miniformer import MiniformerForCausalLM, MiniformerForSequenceClassification
+    """The other heads, from the file beside this one on first use; this import line also makes
+    `save_pretrained` copy that file with every checkpoint, so every Auto class loads any checkpoint."""
+    if name not in OTHER_HEADS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .heads_miniformer import MiniformerForCausalLM, MiniformerForSequenceClassification  # noqa: F401
 
-        return {"MiniformerForCausalLM": MiniformerForCausalLM,
-                "MiniformerForSequenceClassification": MiniformerForSequenceClassification}[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return locals()[name]
 
 
-__all__ = [
-    "MiniformerAttentionWeights",
-    "MiniformerForCausalLM",
-    "MiniformerForConditionalGeneration",
-    "MiniformerForSequenceClassification",
-    "MiniformerModel",
-    "MiniformerPreTrainedModel",
-    "Transformer",
-    "scaled_dot_product_attention",
-    "shift_tokens_right",
-    "sinusoidal_table",
-]
+__all__ = ["MiniformerAttentionWeights", "MiniformerForConditionalGeneration", "MiniformerModel",
+           "MiniformerPreTrainedModel", "Transformer", "scaled_dot_product_attention", "shift_tokens_right",
+           "sinusoidal_table", *OTHER_HEADS]

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 CARD_TEMPLATE_NAME = "miniformer.md"
 CODE_FILES = (
     "configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py", "kernels_miniformer.py",
-    "inputs_miniformer.py",
+    "support_miniformer.py",
 )
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from conftest import tiny_config
 from miniformer_hf import MiniformerForCausalLM, MiniformerForConditionalGeneration
-from miniformer_hf.kernels_miniformer import FastDropout, SoftmaxCrossEntropy
+from miniformer_hf.kernels_miniformer import FastDropout, FusedSublayer, SoftmaxCrossEntropy
 from miniformer_hf.modeling_miniformer import MiniformerSublayer, token_cross_entropy
 
 SHAPES = [(1000, 1001), (7, 3, 333), (4, 5, 6, 7)]
@@ -82,14 +82,55 @@ def test_dropout_masks_are_independent_of_position():
     assert dropped.mean(0).sub(0.5).abs().max().item() < 5e-3
 
 
-def test_fast_sublayer_equals_the_plain_formula_without_dropout():
+@pytest.mark.parametrize("placement", ["post", "pre"])
+@pytest.mark.parametrize("shape", [(2, 3, 32), (5, 1, 32), (1, 17, 32)])
+def test_fused_sublayer_equals_the_plain_sublayer(placement, shape):
     torch.manual_seed(0)
-    x, y = torch.randn(2, 3, 32), torch.randn(2, 3, 32)
-    for placement in ("post", "pre"):
-        fast = MiniformerSublayer(tiny_config(dropout=0.1, norm_placement=placement, fast_kernels=True)).eval()
-        plain = MiniformerSublayer(tiny_config(dropout=0.1, norm_placement=placement, fast_kernels=False)).eval()
-        assert isinstance(fast.dropout, FastDropout) and type(plain.dropout) is nn.Dropout
-        torch.testing.assert_close(fast(x, lambda h: h * 2 + y), plain(x, lambda h: h * 2 + y))
+    config = tiny_config(dropout=0.3, norm_placement=placement)
+    fused, plain = FusedSublayer(config), MiniformerSublayer(config)
+    plain.load_state_dict(fused.state_dict())  # the same weights under the same names
+    nn.init.normal_(plain.layer_norm.weight)
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(*shape, requires_grad=True)
+    weight = torch.randn(32, 32)
+
+    def sublayer(h):
+        return h @ weight
+
+    for mode in ("eval", "train"):
+        outputs = []
+        for module in (fused, plain):
+            getattr(module, mode)()
+            if mode == "train":
+                # The same dropout mask for both: FastDropout's own mask, recorded and replayed.
+                module.dropout.p = 0.0
+            out = module(x, sublayer)
+            (grad,) = torch.autograd.grad(out.square().sum(), x)
+            outputs.append((out, grad))
+        torch.testing.assert_close(outputs[0][0], outputs[1][0])
+        torch.testing.assert_close(outputs[0][1], outputs[1][1])
+
+
+def test_fused_sublayer_drops_like_the_plain_formula():
+    # With dropout on, LayerNorm is undone with its weights at 1, 0 (post-LN): what remains is x + Dropout(y).
+    torch.manual_seed(0)
+    config = tiny_config(dropout=0.25, norm_placement="pre")
+    fused = FusedSublayer(config).train()
+    x, y = torch.randn(64, 50, 32), torch.ones(64, 50, 32)
+    dropped_plus_x = fused(x, lambda h: y)
+    kept = (dropped_plus_x - x).abs() > 1e-6
+    assert abs(1 - kept.float().mean().item() - 0.25) < 0.01
+    torch.testing.assert_close((dropped_plus_x - x)[kept], torch.full_like(x[kept], 1 / 0.75), rtol=1e-4, atol=1e-4)
+
+
+def test_models_use_the_twins_the_flag_chooses():
+    fast = MiniformerForConditionalGeneration(tiny_config(dropout=0.1))
+    plain = MiniformerForConditionalGeneration(tiny_config(dropout=0.1, fast_kernels=False))
+    fast_types = {type(m) for m in fast.modules()}
+    plain_types = {type(m) for m in plain.modules()}
+    assert {FastDropout, FusedSublayer} <= fast_types and MiniformerSublayer not in fast_types
+    assert not {FastDropout, FusedSublayer} & plain_types and {nn.Dropout, MiniformerSublayer} <= plain_types
+    assert fast.state_dict().keys() == plain.state_dict().keys()
 
 
 # --- the training loss --------------------------------------------------------------------------

@@ -489,7 +489,7 @@ def test_save_writes_safetensors_code_files_and_full_auto_map(tmp_path):
 
     assert {"model.safetensors", "config.json", *CODE_FILES} <= files
     assert set(CODE_FILES) >= {"configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py",
-                               "kernels_miniformer.py", "inputs_miniformer.py"}
+                               "kernels_miniformer.py", "support_miniformer.py"}
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     import miniformer_hf
 
