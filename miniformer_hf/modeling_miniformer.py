@@ -19,8 +19,7 @@ Shape legend
     B batch, S source length, T target length (queries), K key length (S, or past + T with a cache),
     D = d_model, H = n_heads, Dh = D / H (the paper's d_k = d_v), F = d_ff, V = vocab_size.
 
-Deviations from the paper, each with the config field that controls it (paper values are the defaults
-except the last three)
+Deviations from the paper and the field that switches each (off by default unless marked "(default)")
     - ``norm_placement="pre"``: LayerNorm before each sub-layer plus a final LayerNorm per stack.
     - ``positional_encoding="learned"``: learned positions (the paper's Table 3, row E).
     - ``activation``: GELU/SiLU instead of ReLU in the feed-forward network.
@@ -28,8 +27,7 @@ except the last three)
     - ``scale_embedding=False`` / ``tie_word_embeddings=False``: undo §3.4's scaling or sharing.
     - ``fast_kernels=True`` (default): dropout on CPU draws 16 random bits per element, so P_drop is
       rounded to a multiple of 2^-16 (0.1 becomes 0.100006); ``False`` runs ``nn.Dropout`` exactly.
-    - ``attn_implementation`` ("sdpa" by default): the fused kernel computes Eq. 1 in another order
-      of floating-point operations; "eager" runs the readable function below.
+    - ``attn_implementation="sdpa"`` (default): a fused kernel computes Eq. 1; "eager" runs the function below.
     - Linear layers carry biases and are Xavier-initialised; embeddings are drawn from N(0, d_model^-0.5)
       (``init_std``) so that scaled embeddings start with unit variance. The paper is silent on both.
 """
@@ -50,9 +48,10 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_miniformer import MiniformerConfig
-from .support_miniformer import AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin
-from .support_miniformer import check_batch, check_ids_shape, check_labels, check_mask, check_memory, check_token_ids
 from .kernels_miniformer import FusedSublayer, dropout_for, fast_cross_entropy_sum
+from .support_miniformer import (AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin, check_batch,
+                                 check_decoder_source, check_ids_shape, check_labels, check_mask, check_memory,
+                                 check_token_ids)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,8 +103,7 @@ class MiniformerPositionalEncoding(nn.Module):
 
 
 class MiniformerScaledEmbedding(nn.Embedding):
-    """The token table; lookups are multiplied by sqrt(d_model) (§3.4), so `get_input_embeddings()(ids)` is
-    exactly what the stacks add positions to, as `inputs_embeds` expects."""
+    """The token table, its lookups multiplied by sqrt(d_model) (§3.4), as `inputs_embeds` expects them."""
 
     def __init__(self, config: MiniformerConfig):
         super().__init__(config.vocab_size, config.d_model, config.pad_token_id)  # (V, D)
@@ -408,14 +406,11 @@ class MiniformerDecoder(MiniformerStack):
         check_memory(encoder_hidden_states, self.has_cross_attention)
         name = "decoder_input_ids" if self.has_cross_attention else "input_ids"
         batch, tgt_len = check_batch(input_ids if input_ids is not None else inputs_embeds, name)
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-            if self.has_cross_attention:
-                cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
+        if use_cache and cache is None:  # the memory's keys and values get a cache of their own
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if self.has_cross_attention else DynamicCache()
         self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         past_len = self_cache.get_seq_length() if self_cache is not None else 0
-        if attention_mask is None or attention_mask.dim() != 4:
-            check_mask(attention_mask, "decoder_attention_mask", (batch, past_len + tgt_len))
+        check_mask(attention_mask, "decoder_attention_mask", (batch, past_len + tgt_len))  # a 4D one from generate
         if encoder_hidden_states is not None:
             check_mask(encoder_attention_mask, "attention_mask", (batch, encoder_hidden_states.shape[1]))
 
@@ -470,14 +465,11 @@ def token_cross_entropy(logits, labels, config: MiniformerConfig, num_items_in_b
 
 
 class MiniformerPreTrainedModel(PositionTablesMixin, PreTrainedModel):
-    config_class = MiniformerConfig
     config: MiniformerConfig
     base_model_prefix = "model"
-    main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["MiniformerEncoderLayer", "MiniformerDecoderLayer"]
     _supports_sdpa = True
-    _supports_flex_attn = False
     _can_compile_fullgraph = True
     _input_embed_layer = "shared"  # transformers' embedding accessors look for this name
 
@@ -495,11 +487,10 @@ class MiniformerPreTrainedModel(PositionTablesMixin, PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, MiniformerPositionalEncoding) and module.learned:
+            init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, MiniformerPositionalEncoding):
-            if module.learned:
-                init.normal_(module.weight, mean=0.0, std=std)
-            else:
-                init.copy_(module.table, sinusoidal_table(module.max_positions, self.config.d_model))
+            init.copy_(module.table, sinusoidal_table(module.max_positions, self.config.d_model))
 
 
 class MiniformerModel(MiniformerPreTrainedModel):
@@ -526,12 +517,8 @@ class MiniformerModel(MiniformerPreTrainedModel):
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            if input_ids is None:
-                raise ValueError(
-                    "No decoder inputs: pass decoder_input_ids (or labels), or pass input_ids so the decoder "
-                    "inputs can be derived by shifting them right."
-                )
+        if decoder_input_ids is None and decoder_inputs_embeds is None:  # the seed's model(ids): shift the source
+            check_decoder_source(input_ids)
             decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
@@ -593,23 +580,21 @@ class MiniformerForConditionalGeneration(AttentionWeightsMixin, MiniformerPreTra
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
 
-# The seed API's name for the encoder-decoder with its language-modelling head.
-Transformer = MiniformerForConditionalGeneration
+Transformer = MiniformerForConditionalGeneration  # the seed API's name for the encoder-decoder with its LM head
 
 
-OTHER_HEADS = ("MiniformerForCausalLM", "MiniformerForSequenceClassification")
 
 
 def __getattr__(name: str):
     """The other heads, from the file beside this one on first use; this import line also makes
     `save_pretrained` copy that file with every checkpoint, so every Auto class loads any checkpoint."""
-    if name not in OTHER_HEADS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .heads_miniformer import MiniformerForCausalLM, MiniformerForSequenceClassification  # noqa: F401
+    if name in ("MiniformerForCausalLM", "MiniformerForSequenceClassification"):
+        from .heads_miniformer import MiniformerForCausalLM, MiniformerForSequenceClassification  # noqa: F401
 
-    return locals()[name]
+        return locals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MiniformerAttentionWeights", "MiniformerForConditionalGeneration", "MiniformerModel",
-           "MiniformerPreTrainedModel", "Transformer", "scaled_dot_product_attention", "shift_tokens_right",
-           "sinusoidal_table", *OTHER_HEADS]
+__all__ = ["MiniformerAttentionWeights", "MiniformerForCausalLM", "MiniformerForConditionalGeneration",
+           "MiniformerForSequenceClassification", "MiniformerModel", "MiniformerPreTrainedModel", "Transformer",
+           "scaled_dot_product_attention", "shift_tokens_right", "sinusoidal_table"]

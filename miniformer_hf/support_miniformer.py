@@ -25,6 +25,14 @@ def check_memory(encoder_hidden_states, has_cross_attention: bool) -> None:
         )
 
 
+def check_decoder_source(input_ids) -> None:
+    if input_ids is None:
+        raise ValueError(
+            "No decoder inputs: pass decoder_input_ids (or labels), or pass input_ids so the decoder "
+            "inputs can be derived by shifting them right."
+        )
+
+
 def check_ids_shape(ids: torch.Tensor, name: str = "input_ids") -> None:
     if not torch.compiler.is_compiling() and (ids.dim() != 2 or ids.is_floating_point()):
         raise ValueError(
@@ -60,7 +68,9 @@ def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
 
 
 def check_mask(mask: torch.Tensor | None, name: str, expected: tuple) -> None:
-    if mask is not None and not torch.compiler.is_compiling() and tuple(mask.shape) != tuple(expected):
+    if mask is None or torch.compiler.is_compiling() or mask.dim() == 4:  # generate() builds 4D masks itself
+        return
+    if tuple(mask.shape) != tuple(expected):
         raise ValueError(
             f"{name} has shape {tuple(mask.shape)}, but the inputs need a 2D mask of shape {tuple(expected)} "
             "(batch, sequence length) with 1 for real tokens and 0 for padding."
@@ -139,4 +149,4 @@ class PositionTablesMixin:
 
 
 __all__ = ["AttentionWeightsMixin", "MiniformerAttentionWeights", "PositionTablesMixin", "check_batch",
-           "check_ids_shape", "check_labels", "check_mask", "check_memory", "check_token_ids"]
+           "check_decoder_source", "check_ids_shape", "check_labels", "check_mask", "check_memory", "check_token_ids"]
