@@ -595,3 +595,25 @@ def test_causal_lm_labels_outside_vocabulary_are_named():
     labels[0, 3] = -7
     with pytest.raises(ValueError, match=r"Label -7 is outside the vocabulary"):
         model(ids, labels=labels)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (2, 0)])
+def test_empty_batch_or_empty_sequence_gives_one_clear_message(shape):
+    model = make_model()
+    empty = torch.zeros(shape, dtype=torch.long)
+    ids = torch.randint(4, 50, (2, 5))
+    fragment = "empty batch or an empty sequence"
+    with pytest.raises(ValueError, match=fragment):
+        model(empty)
+    with pytest.raises(ValueError, match=fragment):
+        model(empty, labels=empty)
+    with pytest.raises(ValueError, match=fragment):
+        model.get_attention_weights(empty)
+    if shape[0]:
+        with pytest.raises(ValueError, match=fragment):
+            model(ids[: shape[0]], decoder_input_ids=empty)
+        with pytest.raises(ValueError, match=fragment):
+            model(ids[: shape[0]], labels=empty)
+    for cls in (MiniformerForCausalLM, MiniformerForSequenceClassification):
+        with pytest.raises(ValueError, match=fragment):
+            make_model(cls)(empty)
