@@ -1,7 +1,7 @@
 """Speed kernels for Miniformer: faster twins of operations the paper file writes plainly.
 
 This file travels with every saved checkpoint beside ``modeling_miniformer.py`` (which imports it
-relatively, so ``save_pretrained`` copies it): it imports only ``torch``.
+relatively, so ``save_pretrained`` copies it): it imports only ``torch`` and public ``transformers`` API.
 
 The model uses these kernels when ``config.fast_kernels`` is True (the default); with False it runs
 ``nn.Dropout``, ``x + Dropout(y)`` and ``F.cross_entropy`` exactly as written in the paper file. Each kernel
@@ -13,15 +13,18 @@ is tested equal to its plain twin in ``tests/test_modeling_kernels.py`` (values 
                               residual added as FastDropout drops, in one pass.
     SoftmaxCrossEntropy .... F.cross_entropy(logits, labels, ignore_index=-100, label_smoothing=eps,
                               reduction="sum"), without the (N, V) log-probabilities.
+    DecodingStepInputsMixin  GenerationMixin's prepare_inputs_for_generation, built directly for the
+                              dynamic-cache decoding steps of generate().
 
 Why they are on by default: they change no result beyond the dropout's 2^-16 rounding (a deviation listed
-in the paper file with this flag) and make a CPU training step faster (see the README's speed section),
-while inference, generation and non-CPU devices run the plain operations either way.
+in the paper file with this flag) and make a CPU training step and eager generate() faster (see the
+README's speed section); on other devices the dropout and the sub-layer are the plain operations anyway.
 """
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 
 class FastDropout(nn.Dropout):
@@ -52,6 +55,46 @@ class FastDropout(nn.Dropout):
         if residual is None:
             return x * keep.mul_(1.0 / keep_prob)
         return torch.addcmul(residual, x, keep, value=1.0 / keep_prob)
+
+
+class DecodingStepInputsMixin:
+    """GenerationMixin's per-step inputs, built directly for a decoding step with a dynamic cache.
+
+    For a model registered as remote code, transformers' generic ``prepare_inputs_for_generation`` inspects
+    ``forward``'s signature on every step (a ``cache_position`` check that does not apply here): about 8% of
+    a tiny model's greedy ``generate()``. Later steps with a dynamic cache get the same inputs here
+    (``tests/test_modeling_generation.py`` compares them with the generic ones at every step); the first
+    step, static (compilable) caches, ``inputs_embeds`` and anything unusual go to the generic version. It
+    reads no weight attribute, so dynamically quantized and adapter-wrapped models take it too.
+    """
+
+    def prepare_inputs_for_generation(
+        self, input_ids, next_sequence_length=None, cache=None, attention_mask=None, is_first_iteration=False, **kwargs
+    ):
+        simple_step = (
+            not is_first_iteration
+            and next_sequence_length is not None
+            and self.config.fast_kernels
+            and isinstance(cache, (DynamicCache, EncoderDecoderCache))
+            and not cache.is_compileable
+            and kwargs.get("inputs_embeds") is None
+            and kwargs.get("decoder_position_ids") is None
+            and input_ids.device == self.device
+        )
+        if not simple_step:
+            return super().prepare_inputs_for_generation(
+                input_ids, next_sequence_length, cache, attention_mask, is_first_iteration=is_first_iteration, **kwargs
+            )
+        model_inputs = {"decoder_input_ids": input_ids[:, -next_sequence_length:], "cache": cache}  # (B, 1)
+        decoder_attention_mask = kwargs.pop("decoder_attention_mask", None)
+        if decoder_attention_mask is not None:
+            model_inputs["decoder_attention_mask"] = decoder_attention_mask
+        if attention_mask is not None:
+            model_inputs["attention_mask"] = attention_mask  # the source padding, for cross-attention
+        for key, value in kwargs.items():
+            if key not in ("labels", "inputs_embeds") and key not in model_inputs:
+                model_inputs[key] = value
+        return model_inputs
 
 
 def dropout_for(config, p: float) -> nn.Dropout:
@@ -135,4 +178,4 @@ def fast_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return SoftmaxCrossEntropy.apply(logits, labels, float(label_smoothing))
 
 
-__all__ = ["FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]
+__all__ = ["DecodingStepInputsMixin", "FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]

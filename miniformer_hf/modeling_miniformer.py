@@ -15,9 +15,8 @@ Beside it, and travelling with every checkpoint: ``heads_miniformer.py`` (classi
 ``kernels_miniformer.py`` (faster twins of dropout, the sub-layer and the loss), ``support_miniformer.py``
 (input checks, ``get_attention_weights``, transformers' position-table API).
 
-Shape legend
-    B batch, S source length, T target length (queries), K key length (S, or past + T with a cache),
-    D = d_model, H = n_heads, Dh = D / H (the paper's d_k = d_v), F = d_ff, V = vocab_size.
+Shape legend: B batch, S source length, T target length (queries), K key length (S, or past + T with a
+    cache), D = d_model, H = n_heads, Dh = D / H (the paper's d_k = d_v), F = d_ff, V = vocab_size.
 
 Deviations from the paper and the field that switches each (off by default unless marked "(default)")
     - ``norm_placement="pre"``: LayerNorm before each sub-layer plus a final LayerNorm per stack.
@@ -48,7 +47,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_miniformer import MiniformerConfig
-from .kernels_miniformer import FusedSublayer, dropout_for, fast_cross_entropy_sum
+from .kernels_miniformer import DecodingStepInputsMixin, FusedSublayer, dropout_for, fast_cross_entropy_sum
 from .support_miniformer import (AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin, check_batch,
                                  check_decoder_source, check_ids_shape, check_labels, check_mask, check_memory,
                                  check_token_ids)
@@ -121,8 +120,7 @@ class MiniformerEmbeddings(nn.Module):
         self.dropout = dropout_for(config, config.dropout)
 
     def use_table(self, embed_tokens: nn.Embedding) -> None:
-        # The shared table is registered once, as the model's `shared`; a plain reference here keeps one name
-        # per weight in the state dict, as transformers' saving, loading and tying expect.
+        # Registered once, as the model's `shared`: one name per weight, as transformers' saving and tying expect.
         self.__dict__["embed_tokens"] = embed_tokens
 
     def forward(self, input_ids=None, inputs_embeds=None, offset: int = 0) -> torch.Tensor:
@@ -537,8 +535,10 @@ class MiniformerModel(MiniformerPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class MiniformerForConditionalGeneration(AttentionWeightsMixin, MiniformerPreTrainedModel, GenerationMixin):
-    """Encoder-decoder with the pre-softmax projection tied to the shared embedding (§3.4)."""
+class MiniformerForConditionalGeneration(AttentionWeightsMixin, DecodingStepInputsMixin, MiniformerPreTrainedModel,
+                                         GenerationMixin):
+    """Encoder-decoder with the pre-softmax projection tied to the shared embedding (§3.4); the mixins add
+    `get_attention_weights` and, with fast_kernels, generate()'s per-step inputs."""
 
     _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
 

@@ -71,3 +71,50 @@ def test_torch_compiled_model_generates():
     torch._dynamo.reset()
     model.forward = torch.compile(model.forward, backend="eager", dynamic=True)
     assert torch.equal(model.generate(**batch, **GREEDY), reference)
+
+
+def test_decoding_step_inputs_equal_generation_mixins_at_every_step(monkeypatch):
+    from transformers import GenerationMixin
+
+    from miniformer_hf.kernels_miniformer import DecodingStepInputsMixin
+
+    model, batch = model_and_batch()
+    ours = DecodingStepInputsMixin.prepare_inputs_for_generation
+    compared = []
+
+    def both(self, *args, **kwargs):
+        mine = ours(self, *args, **dict(kwargs))
+        generic = GenerationMixin.prepare_inputs_for_generation(self, *args, **dict(kwargs))
+        assert mine.keys() == generic.keys()
+        for key, value in mine.items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, generic[key]), key
+            else:
+                assert value is generic[key] or value == generic[key], key
+        compared.append(kwargs.get("is_first_iteration", False))
+        return mine
+
+    monkeypatch.setattr(MiniformerForConditionalGeneration, "prepare_inputs_for_generation", both)
+    model.generate(**batch, **GREEDY)
+    model.generate(**batch, **{**GREEDY, "num_beams": 2})
+    assert compared.count(False) >= 8  # the direct path ran on the later steps of both searches
+
+
+def test_decoding_step_shortcut_is_switched_by_fast_kernels(monkeypatch):
+    from transformers import GenerationMixin
+
+    model, batch = model_and_batch()
+    calls = []
+    generic = GenerationMixin.prepare_inputs_for_generation
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return generic(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "prepare_inputs_for_generation", counting)
+    fast = model.generate(**batch, **GREEDY)
+    fast_calls = len(calls)
+    model.config.fast_kernels = False
+    plain = model.generate(**batch, **GREEDY)
+    assert torch.equal(fast, plain)
+    assert fast_calls == 1 and len(calls) - fast_calls == GREEDY["max_new_tokens"]
