@@ -14,7 +14,7 @@ is tested equal to its plain twin in ``tests/test_modeling_kernels.py`` (values 
     SoftmaxCrossEntropy .... F.cross_entropy(logits, labels, ignore_index=-100, label_smoothing=eps,
                               reduction="sum"), without the (N, V) log-probabilities.
     DecodingStepInputsMixin  GenerationMixin's prepare_inputs_for_generation, built directly for the
-                              dynamic-cache decoding steps of generate().
+                              decoding steps of generate() (dynamic and static caches).
 
 Why they are on by default: they change no result beyond the dropout's 2^-16 rounding (a deviation listed
 in the paper file with this flag) and make a CPU training step and eager generate() faster (see the
@@ -24,7 +24,8 @@ README's speed section); on other devices the dropout and the sub-layer are the 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import EncoderDecoderCache
+from transformers.masking_utils import create_masks_for_generate
 
 
 class FastDropout(nn.Dropout):
@@ -58,14 +59,16 @@ class FastDropout(nn.Dropout):
 
 
 class DecodingStepInputsMixin:
-    """GenerationMixin's per-step inputs, built directly for a decoding step with a dynamic cache.
+    """GenerationMixin's per-step inputs, built directly for the decoding steps of ``generate()``.
 
     For a model registered as remote code, transformers' generic ``prepare_inputs_for_generation`` inspects
     ``forward``'s signature on every step (a ``cache_position`` check that does not apply here): about 8% of
-    a tiny model's greedy ``generate()``. Later steps with a dynamic cache get the same inputs here
-    (``tests/test_modeling_generation.py`` compares them with the generic ones at every step); the first
-    step, static (compilable) caches, ``inputs_embeds`` and anything unusual go to the generic version. It
-    reads no weight attribute, so dynamically quantized and adapter-wrapped models take it too.
+    a tiny model's eager greedy ``generate()``, and more of a compiled one. Later steps with a dynamic or a
+    static cache get the same inputs here (for a static cache, the 4D mask the generic version builds with
+    ``create_masks_for_generate``); ``tests/test_modeling_generation.py`` compares them with the generic
+    ones at every step. The first step, ``inputs_embeds``, position ids and anything unusual go to the
+    generic version. It reads no weight attribute, so dynamically quantized and adapter-wrapped models
+    take it too.
     """
 
     def prepare_inputs_for_generation(
@@ -73,10 +76,9 @@ class DecodingStepInputsMixin:
     ):
         simple_step = (
             not is_first_iteration
-            and next_sequence_length is not None
             and self.config.fast_kernels
-            and isinstance(cache, (DynamicCache, EncoderDecoderCache))
-            and not cache.is_compileable
+            and next_sequence_length is not None
+            and isinstance(cache, EncoderDecoderCache)
             and kwargs.get("inputs_embeds") is None
             and kwargs.get("decoder_position_ids") is None
             and input_ids.device == self.device
@@ -85,14 +87,31 @@ class DecodingStepInputsMixin:
             return super().prepare_inputs_for_generation(
                 input_ids, next_sequence_length, cache, attention_mask, is_first_iteration=is_first_iteration, **kwargs
             )
-        model_inputs = {"decoder_input_ids": input_ids[:, -next_sequence_length:], "cache": cache}  # (B, 1)
+        step_ids = input_ids[:, -next_sequence_length:]  # (B, 1)
+        model_inputs = {"decoder_input_ids": step_ids, "cache": cache}
         decoder_attention_mask = kwargs.pop("decoder_attention_mask", None)
+        if cache.is_compileable:  # a static cache: fixed strides and a (B, 1, 1, K) mask for the compiled step
+            model_inputs["decoder_input_ids"] = step_ids.clone(memory_format=torch.contiguous_format)
+            make_masks = getattr(self, "create_masks_for_generate", create_masks_for_generate)
+            decoder_attention_mask = make_masks(
+                config=self.config,
+                inputs_embeds=torch.empty((*step_ids.shape, 0), dtype=self.dtype, device=step_ids.device),
+                attention_mask=decoder_attention_mask,
+                cache=cache,
+                position_ids=None,
+                block_sequence_ids=None,
+                token_type_ids=None,
+                mm_token_type_ids=None,
+                is_first_iteration=False,
+            )
+            if isinstance(decoder_attention_mask, torch.Tensor):
+                decoder_attention_mask = decoder_attention_mask.contiguous()
         if decoder_attention_mask is not None:
             model_inputs["decoder_attention_mask"] = decoder_attention_mask
         if attention_mask is not None:
             model_inputs["attention_mask"] = attention_mask  # the source padding, for cross-attention
         for key, value in kwargs.items():
-            if key not in ("labels", "inputs_embeds") and key not in model_inputs:
+            if key not in ("labels", "inputs_embeds", "next_sequence_length") and key not in model_inputs:
                 model_inputs[key] = value
         return model_inputs
 
