@@ -2,7 +2,8 @@
 Hugging Face ``transformers`` model.
 
 Importing this package registers the configuration and every head with the ``transformers`` Auto
-classes, and marks them so that ``save_pretrained`` copies the two code files beside the weights.
+classes, and marks them so that ``save_pretrained`` copies the code files (configuration, modeling, heads and
+kernels) beside the weights.
 """
 
 from transformers import (
@@ -14,11 +15,10 @@ from transformers import (
 )
 
 from .configuration_miniformer import MiniformerConfig
+from .heads_miniformer import MiniformerForCausalLM, MiniformerForSequenceClassification
 from .modeling_miniformer import (
     MiniformerAttentionWeights,
-    MiniformerForCausalLM,
     MiniformerForConditionalGeneration,
-    MiniformerForSequenceClassification,
     MiniformerModel,
     MiniformerPreTrainedModel,
     Transformer,

@@ -15,8 +15,8 @@ AUTO_MAP = {
     "AutoConfig": "configuration_miniformer.MiniformerConfig",
     "AutoModel": "modeling_miniformer.MiniformerModel",
     "AutoModelForSeq2SeqLM": "modeling_miniformer.MiniformerForConditionalGeneration",
-    "AutoModelForSequenceClassification": "modeling_miniformer.MiniformerForSequenceClassification",
-    "AutoModelForCausalLM": "modeling_miniformer.MiniformerForCausalLM",
+    "AutoModelForSequenceClassification": "heads_miniformer.MiniformerForSequenceClassification",
+    "AutoModelForCausalLM": "heads_miniformer.MiniformerForCausalLM",
 }
 
 
@@ -46,10 +46,16 @@ class MiniformerConfig(PretrainedConfig):
         init_std: standard deviation of the (shared) embedding initialisation; ``None`` means
             ``d_model ** -0.5``, so that embeddings scaled by sqrt(d_model) start with unit variance.
         classifier_dropout: dropout in the sequence-classification head.
+        label_smoothing: ``epsilon_ls`` of §5.4 for the loss the model computes from ``labels`` (the paper uses
+            0.1; 0 is plain cross-entropy). ``TransformerTrainer`` sets it from ``label_smoothing_factor``.
+        fast_kernels: use the speed kernels of ``kernels_miniformer.py`` (CPU dropout masks from 16 random bits,
+            residual + dropout in one pass, a blocked cross-entropy); ``False`` runs the paper file's plain
+            ``nn.Dropout`` and ``F.cross_entropy``. Both compute the same, up to the dropout's 2^-16 rounding.
     """
 
     model_type = "miniformer"
-    keys_to_ignore_at_inference = ["cache"]
+    # Trainer.predict returns the logits alone (the classifier also returns these, as BART's does).
+    keys_to_ignore_at_inference = ["cache", "past_key_values", "encoder_last_hidden_state"]
     attribute_map = {
         "hidden_size": "d_model",
         "num_attention_heads": "n_heads",
@@ -82,6 +88,8 @@ class MiniformerConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         init_std: float | None = None,
         classifier_dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+        fast_kernels: bool = True,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -108,8 +116,11 @@ class MiniformerConfig(PretrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.init_std = init_std
         self.classifier_dropout = classifier_dropout
+        self.label_smoothing = label_smoothing
+        self.fast_kernels = fast_kernels
         self.use_cache = use_cache
         self._validate_fields()
+        self._validate_token_ids(pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id)
         kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
         super().__init__(
             pad_token_id=pad_token_id,
@@ -138,7 +149,7 @@ class MiniformerConfig(PretrainedConfig):
                 f"MiniformerConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}: "
                 "each head gets d_model / n_heads dimensions, so choose d_model as a multiple of n_heads."
             )
-        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout"):
+        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout", "label_smoothing"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"MiniformerConfig.{name}={value!r} is invalid: expected a probability in [0, 1).")
@@ -159,6 +170,24 @@ class MiniformerConfig(PretrainedConfig):
             raise ValueError(
                 f"MiniformerConfig.init_std={self.init_std!r} is invalid: expected a positive float or None."
             )
+
+    def _validate_token_ids(self, pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id) -> None:
+        # Ids that would only fail later (an embedding's padding index, the first decoder input) fail here.
+        named = {
+            "pad_token_id": pad_token_id,
+            "bos_token_id": bos_token_id,
+            "decoder_start_token_id": decoder_start_token_id,
+        }
+        named.update({"eos_token_id": eos_token_id} if not isinstance(eos_token_id, (list, tuple)) else
+                     {f"eos_token_id[{i}]": value for i, value in enumerate(eos_token_id)})
+        for name, value in named.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:
+                raise ValueError(
+                    f"MiniformerConfig.{name}={value!r} is invalid: expected a token id in [0, {self.vocab_size - 1}] "
+                    f"(vocab_size={self.vocab_size}), or None. Check that the config matches the tokenizer."
+                )
 
     @classmethod
     def paper_base(cls, **overrides) -> "MiniformerConfig":

@@ -45,7 +45,10 @@ from huggingface_hub.utils import validate_repo_id
 logger = logging.getLogger(__name__)
 
 CARD_TEMPLATE_NAME = "miniformer.md"
-CODE_FILES = ("configuration_miniformer.py", "modeling_miniformer.py")
+CODE_FILES = (
+    "configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py", "kernels_miniformer.py",
+    "support_miniformer.py",
+)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Training by-products that a stranger does not need (optimizer state, intermediate checkpoints, logs, pickles).

@@ -15,7 +15,7 @@ What this module adds to the library:
   with Adam's β2 = 0.98 and ε = 1e-9. Its shape is exactly transformers' ``"inverse_sqrt"`` schedule
   (linear warmup, then decay ∝ step^-0.5, with ``timescale = warmup``); the paper's formula only fixes
   the peak, d_model^-0.5 · warmup^-0.5, which becomes the learning rate. ``schedule="inverse_sqrt"``
-  keeps the shape with a peak you choose. ``label_smoothing=0.1`` is §5.4 (the library's `LabelSmoother`).
+  keeps the shape with a peak you choose. ``label_smoothing=0.1`` is §5.4 (computed by the model, from its ``config.label_smoothing``).
 * `compute_text_metrics` / `Seq2SeqMetrics`: exact match, character error rate (Levenshtein distance
   over reference length) and BLEU/chrF from sacrebleu, on generated text.
 * `AtomicCheckpointSeq2SeqTrainer`: checkpoints are written into a staging folder and renamed into
@@ -236,6 +236,11 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         super().__init__(*args, **kwargs)
         self._staging_root: str | None = None
         self.evaluation_seconds = 0.0
+        # A model that smooths its own loss (Miniformer's config.label_smoothing, one blocked pass) is told
+        # the factor, so the library's LabelSmoother does not compute a second, full log-softmax.
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        if isinstance(getattr(config, "label_smoothing", None), float):
+            config.label_smoothing, self.label_smoother = float(self.args.label_smoothing_factor), None
 
     def _get_output_dir(self, trial):
         if self._staging_root is not None:

@@ -23,6 +23,11 @@ What is measured, per system (random token ids, no padding, attention masks of o
   source length 32, exactly N new tokens (no EOS); throughput at N=64 and milliseconds per new token at
   N = 16, 64 and 256 (total time / N, encoder included; nn.Transformer only at the tiny size, where its
   uncached 256-token run takes seconds rather than minutes);
+- compiled generate: the same greedy ``generate()`` (N=64) through transformers' own compiled path, a static
+  cache and a ``CompileConfig()`` (transformers' defaults) marked to compile on CPU too
+  (``cache_implementation="static", compile_config=...``); compilation happens in the warm-up round. Its
+  ratio against compiled BART, and each system's gain over its own eager ``generate()`` (eager time /
+  compiled time, medians of the same rounds), are reported beside the eager figures (HF systems only);
 - MFU: model matmul FLOPs / time / the fp32 matmul peak measured here (``torch.mm`` at 1024^3 and
   2048x2048x512 with the same thread count; best of several runs). The FLOPs are counted exactly per matmul:
   encoder layer 8BSD^2 (Q, K, V, O) + 4BS^2D (QK^T, AV) + 4BSDF (FFN); decoder layer 8BTD^2 + 4BT^2D
@@ -49,6 +54,7 @@ so CPU-time ratios (printed in brackets) are the steadier estimate of what an id
     python scripts/benchmark.py --preset tiny                 # ~2 minutes on one core
     python scripts/benchmark.py --preset base                 # ~12 minutes on one core
     python scripts/benchmark.py --preset base --systems miniformer,bart --reps 2 --skip curve,memory
+    python scripts/benchmark.py --skip train,infer,curve,memory --reps 3   # eager and compiled generate only
 """
 
 import argparse
@@ -66,6 +72,7 @@ import time
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import CompileConfig
 
 PRESETS = {
     "tiny": dict(vocab=1000, d_model=64, heads=4, layers=3, d_ff=256, batch=32, src_len=32, tgt_len=32),
@@ -188,6 +195,8 @@ class System:
                 max_new_tokens=GEN_TOKENS, do_sample=False, num_beams=1, eos_token_id=None, pad_token_id=PAD,
                 bos_token_id=BOS, decoder_start_token_id=START, use_cache=True,
             )  # fmt: skip
+            self.compile_config = CompileConfig()
+            self.compile_config._compile_all_devices = True  # transformers compiles on accelerators only unless told
 
     def train_step(self, batch):
         self.model.train()
@@ -209,13 +218,16 @@ class System:
             else:
                 self.model(src, tgt_in, labels)
 
-    def generate(self, src, mask, new_tokens):
+    def generate(self, src, mask, new_tokens, compiled=False):
         self.model.eval()
         if not self.hf:
             out = self.model.greedy(src, new_tokens)
         else:
             self.generation_config.max_new_tokens = new_tokens
-            out = self.model.generate(input_ids=src, attention_mask=mask, generation_config=self.generation_config)
+            extra = dict(cache_implementation="static", compile_config=self.compile_config) if compiled else {}
+            out = self.model.generate(
+                input_ids=src, attention_mask=mask, generation_config=self.generation_config, **extra
+            )
         if out.shape[1] != new_tokens + 1:
             raise RuntimeError(f"{self.name} generated {out.shape[1] - 1} tokens, expected {new_tokens}")
 
@@ -359,7 +371,9 @@ def parse_args(argv=None):
     parser.add_argument("--reps", type=int, default=None, help="interleaved rounds per measurement")
     parser.add_argument("--steps", type=int, default=None, help="training steps / forwards per round")
     parser.add_argument("--gen-reps", type=int, default=None, help="rounds for each generate() length")
-    parser.add_argument("--skip", default="", help="comma-separated: train,infer,generate,curve,memory")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: train,infer,generate,compiled,curve,memory"
+    )
     parser.add_argument("--json", default=None, help="results file (default runs/benchmark_<preset>.json)")
     parser.add_argument("--table", default=None, metavar="JSON", help="print the table of a saved run and exit")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
@@ -413,6 +427,26 @@ def main(argv=None):
         log("generate ...")
         times = interleaved(systems, lambda s: lambda: s.generate(gen_src, gen_mask, GEN_TOKENS), 1, reps)
         results["generate"] = summarise(times, GEN_BATCH * GEN_TOKENS)
+    if "compiled" not in skip:
+        log("compiled generate (the warm-up round compiles) ...")
+        hf_systems = [s for s in systems if s.hf]
+        # Eager and compiled rounds interleaved, so each system's gain is measured under the same load.
+        calls = {}
+        for s in hf_systems:
+            calls[s.name] = (lambda s=s: s.generate(gen_src, gen_mask, GEN_TOKENS))
+            calls[s.name + "+compiled"] = (lambda s=s: s.generate(gen_src, gen_mask, GEN_TOKENS, compiled=True))
+        pseudo = [_Named(name) for name in calls]
+        times = interleaved(pseudo, lambda s: calls[s.name], 1, reps)
+        compiled = summarise({n[: -len("+compiled")]: t for n, t in times.items() if n.endswith("+compiled")},
+                             GEN_BATCH * GEN_TOKENS)
+        for name, entry in compiled.items():
+            eager = [r[0] for r in times[name]]
+            fast = [r[0] for r in times[name + "+compiled"]]
+            entry["gain_over_eager"] = statistics.median(e / c for e, c in zip(eager, fast))
+            entry["cpu_gain_over_eager"] = statistics.median(
+                e[1] / c[1] for e, c in zip(times[name], times[name + "+compiled"])
+            )
+        results["generate_compiled"] = compiled
     if "curve" not in skip:
         results["ms_per_token"] = {}
         # Without a KV cache nn.Transformer's 256-token run takes minutes at the base size: tiny only.
@@ -435,6 +469,13 @@ def main(argv=None):
     with open(path, "w") as handle:
         json.dump(results, handle, indent=2)
     log(f"wrote {path}")
+
+
+class _Named:
+    """A name for `interleaved`, which only needs `.name`."""
+
+    def __init__(self, name):
+        self.name = name
 
 
 def add_mfu(r):
@@ -478,6 +519,18 @@ def format_table(r):
         memory = r.get("memory", {}).get(name)
         cells.append(f"{memory['train_mib']:.0f}" if memory else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    if "generate_compiled" in r:
+        lines += [
+            "",
+            "transformers' compiled generation path (static cache, CompileConfig allowed on CPU), greedy N=64:",
+            "",
+            "| system | compiled gen new tok/s | x compiled BART | gain over its own eager generate() |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, entry in r["generate_compiled"].items():
+            ratio = f"{entry['ratio']:.2f}x ({entry['cpu_ratio']:.2f}x)" if "ratio" in entry else "-"
+            gain = f"{entry['gain_over_eager']:.2f}x ({entry['cpu_gain_over_eager']:.2f}x)"
+            lines.append(f"| {name} | {entry['per_s']:,.0f} | {ratio} | {gain} |")
     return "\n".join(lines)
 
 

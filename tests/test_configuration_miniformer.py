@@ -79,3 +79,34 @@ def test_paper_base_preset_size():
     n_params = model.num_parameters()
     # The paper reports 65M for its base model (Table 3); shared 37k vocabulary, biases included.
     assert 60e6 < n_params < 66e6, n_params
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"pad_token_id": 1000}, "pad_token_id=1000 is invalid: expected a token id in [0, 999]"),
+        ({"vocab_size": 10, "pad_token_id": 12}, "pad_token_id=12"),
+        ({"decoder_start_token_id": -1}, "decoder_start_token_id=-1 is invalid"),
+        ({"bos_token_id": 5000}, "bos_token_id=5000"),
+        ({"eos_token_id": [2, 7000]}, "eos_token_id[1]=7000"),
+        ({"label_smoothing": 1.0}, "label_smoothing=1.0 is invalid"),
+    ],
+)
+def test_token_ids_that_would_fail_later_fail_at_construction(overrides, fragment):
+    with pytest.raises(ValueError) as error:
+        MiniformerConfig(**overrides)
+    assert fragment in str(error.value)
+
+
+def test_unset_special_tokens_stay_allowed():
+    config = MiniformerConfig(pad_token_id=None, bos_token_id=None, eos_token_id=None)
+    assert config.pad_token_id is None
+
+
+def test_speed_and_smoothing_fields_round_trip(tmp_path):
+    config = MiniformerConfig(fast_kernels=False, label_smoothing=0.1)
+    config.save_pretrained(tmp_path)
+    loaded = MiniformerConfig.from_pretrained(tmp_path)
+    assert loaded.fast_kernels is False and loaded.label_smoothing == 0.1
+    assert MiniformerConfig().fast_kernels is True and MiniformerConfig().label_smoothing == 0.0
+    assert MiniformerConfig().use_cache is True

@@ -121,8 +121,14 @@ def test_post_ln_sublayer_is_layernorm_of_residual_sum():
     torch.manual_seed(0)
     x, y = torch.randn(2, 3, 32), torch.randn(2, 3, 32)
     nn.init.normal_(sublayer.layer_norm.weight)
-    torch.testing.assert_close(sublayer(x, y), sublayer.layer_norm(x + y))
-    assert sublayer.sublayer_input(x) is x  # post-LN: the sub-layer sees x itself
+    seen = []
+
+    def sublayer_function(inputs):
+        seen.append(inputs)
+        return y
+
+    torch.testing.assert_close(sublayer(x, sublayer_function), sublayer.layer_norm(x + y))
+    assert seen[0] is x  # post-LN: the sub-layer sees x itself
 
 
 def test_post_ln_layer_outputs_are_normalised_and_pre_ln_are_not():
@@ -325,12 +331,23 @@ def test_cached_decoding_equals_recomputation(attn):
     torch.testing.assert_close(torch.cat(steps, dim=1), full_logits, atol=1e-5, rtol=1e-5)
 
 
-def test_sequence_classification_returns_loss_and_logits_only():
+def test_sequence_classification_returns_barts_fields():
+    from transformers import BartConfig, BartForSequenceClassification
+
     config = tiny_config(num_labels=3)
     model = MiniformerForSequenceClassification(config).eval()
     ids, mask = source_batch()
     out = model(ids, attention_mask=mask, labels=torch.tensor([0, 2, 1]))
-    assert set(out.keys()) == {"loss", "logits"}
+    bart_config = BartConfig(vocab_size=50, d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=32,
+                             decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2, num_labels=3)
+    bart_ids = ids.clone()
+    bart_ids[:, -1] = bart_config.eos_token_id
+    for flags in ({}, {"output_attentions": True, "output_hidden_states": True}):
+        ours = model(ids, attention_mask=mask, labels=torch.tensor([0, 2, 1]), **flags)
+        bart = BartForSequenceClassification(bart_config).eval()(bart_ids, labels=torch.tensor([0, 2, 1]), **flags)
+        assert set(ours.keys()) == set(bart.keys())
+    assert {"loss", "logits", "encoder_last_hidden_state"} <= set(out.keys())
+    assert "cache" in model(ids, attention_mask=mask).keys()  # in eval, as BART's, without labels
     assert out.logits.shape == (3, 3)
     # Padding ids do not matter: the head pools the last real token.
     other = model(ids.masked_fill(mask == 0, 11), attention_mask=mask).logits
@@ -468,12 +485,16 @@ def test_save_writes_safetensors_code_files_and_full_auto_map(tmp_path):
     model = make_model()
     model.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"model.safetensors", "config.json", "configuration_miniformer.py", "modeling_miniformer.py"} <= files
+    from miniformer_hf.sharing import CODE_FILES
+
+    assert {"model.safetensors", "config.json", *CODE_FILES} <= files
+    assert set(CODE_FILES) >= {"configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py",
+                               "kernels_miniformer.py", "support_miniformer.py"}
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     import miniformer_hf
 
     package_dir = __import__("pathlib").Path(miniformer_hf.__file__).parent
-    for name in ("configuration_miniformer.py", "modeling_miniformer.py"):
+    for name in CODE_FILES:
         assert (tmp_path / name).read_bytes() == (package_dir / name).read_bytes()
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {
@@ -567,32 +588,6 @@ def test_one_dimensional_or_float_ids_are_refused_with_the_expected_shape():
         model(torch.rand(1, 4))
 
 
-def test_fast_decoding_step_inputs_equal_generation_mixins(monkeypatch):
-    from transformers import GenerationMixin
-
-    model = make_model()
-    ids, mask = source_batch()
-    ours = MiniformerForConditionalGeneration.prepare_inputs_for_generation
-    compared = []
-
-    def both(self, *args, **kwargs):
-        mine = ours(self, *args, **kwargs)
-        generic = GenerationMixin.prepare_inputs_for_generation(self, *args, **kwargs)
-        assert mine.keys() == generic.keys()
-        for key, value in mine.items():
-            if torch.is_tensor(value):
-                assert torch.equal(value, generic[key]), key
-            else:
-                assert value is generic[key] or value == generic[key], key
-        compared.append(kwargs.get("is_first_iteration", False))
-        return mine
-
-    monkeypatch.setattr(MiniformerForConditionalGeneration, "prepare_inputs_for_generation", both)
-    model.generate(ids, attention_mask=mask, max_new_tokens=5, min_new_tokens=5)
-    model.generate(ids, attention_mask=mask, max_new_tokens=5, min_new_tokens=5, num_beams=2)
-    assert compared.count(False) >= 8  # the fast path ran on the later steps of both searches
-
-
 def test_causal_lm_labels_outside_vocabulary_are_named():
     model = make_model(MiniformerForCausalLM)
     ids = torch.randint(4, 50, (2, 6))
@@ -600,3 +595,25 @@ def test_causal_lm_labels_outside_vocabulary_are_named():
     labels[0, 3] = -7
     with pytest.raises(ValueError, match=r"Label -7 is outside the vocabulary"):
         model(ids, labels=labels)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (2, 0)])
+def test_empty_batch_or_empty_sequence_gives_one_clear_message(shape):
+    model = make_model()
+    empty = torch.zeros(shape, dtype=torch.long)
+    ids = torch.randint(4, 50, (2, 5))
+    fragment = "empty batch or an empty sequence"
+    with pytest.raises(ValueError, match=fragment):
+        model(empty)
+    with pytest.raises(ValueError, match=fragment):
+        model(empty, labels=empty)
+    with pytest.raises(ValueError, match=fragment):
+        model.get_attention_weights(empty)
+    if shape[0]:
+        with pytest.raises(ValueError, match=fragment):
+            model(ids[: shape[0]], decoder_input_ids=empty)
+        with pytest.raises(ValueError, match=fragment):
+            model(ids[: shape[0]], labels=empty)
+    for cls in (MiniformerForCausalLM, MiniformerForSequenceClassification):
+        with pytest.raises(ValueError, match=fragment):
+            make_model(cls)(empty)

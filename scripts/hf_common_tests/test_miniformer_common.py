@@ -200,13 +200,6 @@ class MiniformerModelTest(ModelTesterMixin, GenerationTesterMixin, PipelineTeste
         model.resize_token_embeddings(new_num_tokens=config.vocab_size)
         self.assertIs(type(model.model.decoder.embed_tokens), old_type)
 
-    def test_attention_outputs(self):
-        # The mixin counts BART's outputs, and BartForSequenceClassification also returns
-        # encoder_last_hidden_state; MiniformerForSequenceClassification deliberately returns loss and logits
-        # (plus whatever output_* asks for) only. Its attention shapes are checked in tests/test_hf_common.py.
-        with unittest.mock.patch.object(self, "all_model_classes", self.all_model_classes[:2]):
-            super().test_attention_outputs()
-
     @unittest.skip(reason="Tied by default (paper §3.4), as BART: BART's own test file skips this too")
     def test_load_save_without_tied_weights(self):
         pass
