@@ -467,12 +467,28 @@ def run_generate(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from .training import generate_texts
+    from .training import check_generation_inputs, generate_texts_with_cuts
 
     model, tokenizer = _load_model_and_tokenizer(args.model)
-    for text in generate_texts(model, tokenizer, args.texts, **_generation_kwargs(args)):
+    length = check_generation_inputs(model, tokenizer, args.texts, args.max_new_tokens)
+    outputs, cut = generate_texts_with_cuts(model, tokenizer, args.texts, **_generation_kwargs(args))
+    for text in outputs:
         print(text)
+    _warn_about_cut_outputs(cut, len(outputs), length, model)
     return 0
+
+
+def _warn_about_cut_outputs(cut: list[int], total: int, length: int | None, model) -> None:
+    if not cut:
+        return
+    numbers = ", ".join(str(index + 1) for index in cut[:10]) + (" ..." if len(cut) > 10 else "")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    print(
+        f"miniformer: warning: {len(cut)} of {total} outputs ({numbers}) were cut at the generation length of "
+        f"{length} tokens before they ended; pass a larger --max-new-tokens"
+        + (f" (at most {limit})." if limit else "."),
+        file=sys.stderr,
+    )
 
 
 def run_evaluate(args) -> int:
@@ -480,7 +496,7 @@ def run_evaluate(args) -> int:
 
     torch.set_num_threads(args.threads)
     from .data import load_task, load_text_pairs
-    from .training import compute_text_metrics, generate_texts
+    from .training import check_generation_inputs, compute_text_metrics, generate_texts_with_cuts
 
     if args.data:
         dataset = load_text_pairs(args.data, args.source_column, args.target_column, validation_fraction=0)["train"]
@@ -494,16 +510,19 @@ def run_evaluate(args) -> int:
     model, tokenizer = _load_model_and_tokenizer(args.model)
     if args.limit is not None:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
+    length = check_generation_inputs(model, tokenizer, dataset["source"], args.max_new_tokens)
     started = time.perf_counter()
-    predictions = generate_texts(
+    predictions, cut = generate_texts_with_cuts(
         model, tokenizer, dataset["source"], batch_size=args.batch_size, **_generation_kwargs(args)
     )
     metrics = {
         **compute_text_metrics(predictions, dataset["target"]),
         "num_examples": len(dataset),
+        "num_cut_by_generation_length": len(cut),
         "seconds": time.perf_counter() - started,
     }
     print(json.dumps(metrics, indent=2))
+    _warn_about_cut_outputs(cut, len(predictions), length, model)
     if args.output:
         records = [
             {"source": s, "target": t, "prediction": p}

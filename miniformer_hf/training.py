@@ -27,6 +27,7 @@ What this module adds to the library:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -80,6 +81,7 @@ __all__ = [
     "NonFiniteTrainingError",
     "generate_texts",
     "generate_texts_with_cuts",
+    "check_generation_inputs",
     "last_complete_checkpoint",
     "paper_learning_rate",
     "run_training",
@@ -235,6 +237,11 @@ def generate_texts_with_cuts(
     if eos_token_id is None:
         eos_token_id = model.config.eos_token_id
     eos_ids = set(eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
+    if generate_kwargs.get("max_new_tokens") is not None and "max_length" not in generate_kwargs:
+        if getattr(model.config, "is_encoder_decoder", False):
+            # The same limit in the unit the saved generation config uses (the decoder start token
+            # plus the new tokens), so the library does not warn that both are set.
+            generate_kwargs["max_length"] = generate_kwargs.pop("max_new_tokens") + 1
     outputs: list[str] = []
     cut: list[int] = []
     try:
@@ -249,6 +256,53 @@ def generate_texts_with_cuts(
     finally:
         model.train(was_training)
     return outputs, cut
+
+
+def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Token counts of ``texts`` as the model sees them (special tokens included), without the
+    library's warning about sequences over ``model_max_length`` (checking them is the point)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [len(encoding.ids) for encoding in backend.encode_batch(list(texts), add_special_tokens=True)]
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
+
+def generation_length(model, max_new_tokens: int | None = None) -> int | None:
+    """The number of new tokens ``generate`` may produce: ``max_new_tokens``, else the model's
+    generation config (``max_new_tokens``, or ``max_length`` minus the decoder start token)."""
+    if max_new_tokens is not None:
+        return max_new_tokens
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return None
+    if config.max_new_tokens is not None:
+        return config.max_new_tokens
+    return None if config.max_length is None else config.max_length - 1
+
+
+def check_generation_inputs(model, tokenizer, texts: Sequence[str], max_new_tokens: int | None = None) -> int | None:
+    """Raise `RunError` before any generation when a text is empty, a source does not fit the
+    positional table, or the requested output length exceeds it; return the generation length."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    length = generation_length(model, max_new_tokens)
+    if limit is not None and length is not None and length > limit:
+        raise RunError(
+            f"--max-new-tokens {length} exceeds the model's positional table: max_position_embeddings is {limit}, "
+            f"so at most {limit} new tokens can be generated; expected --max-new-tokens {limit} or less."
+        )
+    for number, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise RunError(
+                f"source text {number} is empty; expected non-empty text (train and visualize refuse empty text too)."
+            )
+    if limit is not None and texts:
+        for number, length in enumerate(token_lengths(tokenizer, texts), start=1):
+            if length > limit:
+                raise RunError(
+                    f"source text {number} is {length} tokens long (end-of-sequence included), but the model's "
+                    f"positional table holds {limit} positions; expected a shorter text (split it)."
+                )
+    return length
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +332,10 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
     """
 
     def __init__(self, *args, **kwargs):
+        model = kwargs.get("model", args[0] if args else None)
+        # The library sets model.config.use_cache to args.use_cache (False) for training; the saved
+        # configs (checkpoints and the final model) keep the model's own value, so inference caches.
+        self._model_use_cache = getattr(getattr(model, "config", None), "use_cache", None)
         super().__init__(*args, **kwargs)
         self._staging_root: str | None = None
         self.evaluation_seconds = 0.0
@@ -321,6 +379,30 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
                 use_mtime=False,
             )
         self.accelerator.wait_for_everyone()
+
+    @contextlib.contextmanager
+    def _model_config_for_saving(self):
+        config = getattr(self.model, "config", None)
+        if config is None or self._model_use_cache is None:
+            yield
+            return
+        during_training, config.use_cache = config.use_cache, self._model_use_cache
+        try:
+            yield
+        finally:
+            config.use_cache = during_training
+
+    def save_model(self, *args, **kwargs):
+        with self._model_config_for_saving():
+            return super().save_model(*args, **kwargs)
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            config = getattr(self.model, "config", None)
+            if config is not None and self._model_use_cache is not None:
+                config.use_cache = self._model_use_cache
 
     def prediction_step(self, *args, **kwargs):
         # Seq2SeqTrainer fills library defaults (max_length=20 ...) into the model's generation config,
@@ -595,12 +677,19 @@ class TransformerTrainer:
         current = getattr(self.model, "generation_config", None)
         if current is None:
             return
-        if max_new_tokens is None:
-            max_new_tokens = current.max_new_tokens or 64
+        if max_new_tokens is None and current.max_new_tokens:
+            max_new_tokens = current.max_new_tokens
+        elif max_new_tokens is None and current.max_length and current.max_length != GenerationConfig().max_length:
+            max_new_tokens = max(current.max_length - 1, 1)  # set by an earlier run of this trainer
+        elif max_new_tokens is None:
+            max_new_tokens = 64
         self.max_new_tokens = max_new_tokens
         config = self.model.config
+        # Stored as max_length (the decoder start token plus max_new_tokens), the library's default
+        # knob: a caller's generate(max_length=80) or generation_max_length=80 then replaces it, where a
+        # stored max_new_tokens would silently take precedence over both.
         self.model.generation_config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
+            max_length=max_new_tokens + 1,
             do_sample=False,
             num_beams=1,
             pad_token_id=config.pad_token_id,
@@ -959,6 +1048,13 @@ def _train_in_staging(
     tokenizer = PreTrainedTokenizerFast.from_pretrained(staging)  # the same tokenizer in every process
 
     config = MiniformerConfig(vocab_size=len(tokenizer), **sizes)
+    if options.max_new_tokens is not None and options.max_new_tokens > config.max_position_embeddings:
+        raise RunError(
+            f"--max-new-tokens {options.max_new_tokens} exceeds the model's positional table of "
+            f"{config.max_position_embeddings} positions; expected --max-new-tokens {config.max_position_embeddings} "
+            "or less.",
+            2,
+        )
     _check_sequence_lengths(data, tokenizer, config.max_position_embeddings)
     finished_checkpoint = None
     if resuming and _finished_steps(staging / CHECKPOINTS) == planned_steps:
@@ -1082,8 +1178,7 @@ def _check_sequence_lengths(data: DatasetDict, tokenizer, limit: int) -> None:
         dataset = data[split]
         origins = dataset["origin"] if "origin" in dataset.column_names else None
         for column in ("source", "target"):
-            lengths = [len(ids) for ids in tokenizer(list(dataset[column]), truncation=False)["input_ids"]]
-            for index, length in enumerate(lengths):
+            for index, length in enumerate(token_lengths(tokenizer, dataset[column])):
                 if length > limit:
                     where = origins[index] if origins else f"{split} example {index}"
                     raise RunError(
