@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUILTIN_TASKS",
+    "MAX_GENERATED_EXAMPLES",
+    "MAX_TEXT_CHARACTERS",
     "DATE_FORMATS",
     "DEFAULT_LOCALES",
     "BuiltinTask",
@@ -49,6 +51,15 @@ __all__ = [
     "make_date_dataset",
     "make_toy_dataset",
 ]
+
+
+# Limits checked before any work starts, so a typo (--num-train 100000000) or a runaway line fails at
+# once instead of after minutes and gigabytes. Both are far beyond what the models here can use: the
+# positional table holds 1,024 tokens, and 2,000,000 examples are 40 epochs of the longest default run.
+MAX_GENERATED_EXAMPLES = 2_000_000
+MAX_TEXT_CHARACTERS = 100_000
+# Built-in tasks log their progress when they generate at least this many examples.
+_PROGRESS_EVERY = 100_000
 
 
 class DataError(ValueError):
@@ -62,6 +73,25 @@ class DataError(ValueError):
         message = f"{where}{problem}; expected {expected}"
         # One line, whatever the pieces contained (a column name with a newline, say).
         super().__init__(" ".join(message.splitlines()))
+
+
+def _check_counts(num_train: int, num_validation: int, num_test: int) -> None:
+    for name, value in (("num_train", num_train), ("num_validation", num_validation), ("num_test", num_test)):
+        if not isinstance(value, int) or value < 0:
+            raise DataError(None, f"{name}={value!r}", "a non-negative integer")
+    total = num_train + num_validation + num_test
+    if total > MAX_GENERATED_EXAMPLES:
+        raise DataError(
+            None,
+            f"{total:,} examples requested (num_train={num_train:,}), over the limit of {MAX_GENERATED_EXAMPLES:,} "
+            "generated examples",
+            f"at most {MAX_GENERATED_EXAMPLES:,} in all (--num-train); for more data, train on your own file",
+        )
+
+
+def _log_progress(done: int, total: int) -> None:
+    if total >= _PROGRESS_EVERY and done and done % _PROGRESS_EVERY == 0:
+        logger.info("Generated %s of %s training examples (%d%%)", f"{done:,}", f"{total:,}", 100 * done // total)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,9 +186,7 @@ def make_date_dataset(
     ``train`` examples are distinct (date, locale, format) triples drawn from the other dates,
     with each locale equally likely.
     """
-    for name, value in (("num_train", num_train), ("num_validation", num_validation), ("num_test", num_test)):
-        if not isinstance(value, int) or value < 0:
-            raise DataError(None, f"{name}={value!r}", "a non-negative integer")
+    _check_counts(num_train, num_validation, num_test)
     if not start_year <= end_year or start_year < 1 or end_year > 9999:
         raise DataError(
             None, f"year range {start_year}..{end_year}", "1 <= start_year <= end_year <= 9999 (four-digit ISO years)"
@@ -218,6 +246,7 @@ def make_date_dataset(
             continue
         seen.add(key)
         train_examples.append((datetime.date.fromordinal(day), style))
+        _log_progress(len(train_examples), num_train)
 
     return DatasetDict(
         train=_date_split(train_examples),
@@ -257,6 +286,7 @@ def make_toy_dataset(
         raise DataError(None, f"toy vocabulary {symbols!r}", "distinct, non-empty symbols without spaces")
     if not 1 <= min_len <= max_len:
         raise DataError(None, f"sequence lengths min_len={min_len}, max_len={max_len}", "1 <= min_len <= max_len")
+    _check_counts(num_train, num_validation, num_test)
     total = num_train + num_validation + num_test
     available = sum(len(symbols) ** length for length in range(min_len, max_len + 1))
     if total > available // 2:
@@ -275,6 +305,7 @@ def make_toy_dataset(
         if sequence not in sequences:
             sequences.add(sequence)
             ordered.append(sequence)
+            _log_progress(len(ordered), total)
 
     def split(part: list[tuple[str, ...]]) -> Dataset:
         targets = part if task == "copy" else [sequence[::-1] for sequence in part]
@@ -328,6 +359,13 @@ def _check_value(path: str, where: str, column: str, value: object) -> str:
         raise DataError(path, f"{where}: column {column!r} is a {type(value).__name__} ({value!r})", "a string")
     if not value:
         raise DataError(path, f"{where}: column {column!r} is empty", "a non-empty string in every row")
+    if len(value) > MAX_TEXT_CHARACTERS:
+        raise DataError(
+            path,
+            f"{where}: column {column!r} is {len(value):,} characters long, over the limit of "
+            f"{MAX_TEXT_CHARACTERS:,}",
+            "shorter texts (the model's positional table holds 1,024 tokens); split or drop the line",
+        )
     return value
 
 
@@ -354,7 +392,7 @@ def _read_json_rows(path: str, suffix: str, text: str) -> Iterable[tuple[str, ob
             ) from error
 
 
-def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
+def _read_pairs(path: str, source_column: str, target_column: str, with_origin: bool = False) -> Dataset:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _SUPPORTED_SUFFIXES:
         problem = f"unsupported file extension {suffix or '(none)'!r}"
@@ -363,6 +401,7 @@ def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
     columns = (source_column, target_column)
     sources: list[str] = []
     targets: list[str] = []
+    origins: list[str] = []
 
     if suffix in _JSON_SUFFIXES:
         for where, row in _read_json_rows(path, suffix, text):
@@ -377,6 +416,7 @@ def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
                 )
             sources.append(_check_value(path, where, source_column, row[source_column]))
             targets.append(_check_value(path, where, target_column, row[target_column]))
+            origins.append(f"{path} {where}")
     else:
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_CSV_DELIMITERS[suffix])
         header = reader.fieldnames or []
@@ -393,21 +433,30 @@ def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
                 where = f"line {reader.line_num}"
                 sources.append(_check_value(path, where, source_column, row[source_column]))
                 targets.append(_check_value(path, where, target_column, row[target_column]))
+                origins.append(f"{path} {where}")
         except csv.Error as error:
             raise DataError(path, f"malformed CSV near line {reader.line_num} ({error})", "well-formed CSV") from error
 
     if not sources:
         raise DataError(path, "no examples found", f"at least one row with columns {list(columns)}")
-    return Dataset.from_dict({"source": sources, "target": targets})
+    columns_out = {"source": sources, "target": targets}
+    if with_origin:
+        columns_out["origin"] = origins
+    return Dataset.from_dict(columns_out)
 
 
 def _load_split(
-    paths: str | os.PathLike | Sequence[str | os.PathLike], source_column: str, target_column: str
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    source_column: str,
+    target_column: str,
+    with_origin: bool = False,
 ) -> Dataset:
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise DataError(None, "no data files given", "at least one .jsonl, .json, .csv or .tsv path")
-    return concatenate_datasets([_read_pairs(os.fspath(path), source_column, target_column) for path in paths])
+    return concatenate_datasets(
+        [_read_pairs(os.fspath(path), source_column, target_column, with_origin) for path in paths]
+    )
 
 
 def load_text_pairs(
@@ -416,6 +465,7 @@ def load_text_pairs(
     target_column: str = "target",
     validation_fraction: float = 0.1,
     seed: int = 0,
+    with_origin: bool = False,
 ) -> DatasetDict:
     """Load source/target pairs from JSON Lines, JSON or CSV/TSV files into a `DatasetDict`.
 
@@ -425,18 +475,24 @@ def load_text_pairs(
     ``validation``; 0 keeps everything in ``train``. The splits have columns ``source`` and
     ``target`` whatever the columns were called in the files.
 
+    With ``with_origin``, each split also has an ``origin`` column ("pairs.csv line 31") that
+    error messages about an example use, since shuffling makes row numbers meaningless.
+
     Raises `DataError` (a `ValueError` with a one-line message) for a missing, empty or
     non-UTF-8 file, a missing column, or a null/non-string value.
     """
     if not 0 <= validation_fraction < 1:
         raise DataError(None, f"validation_fraction={validation_fraction}", "a fraction in [0, 1)")
     if isinstance(path_or_paths, Mapping):
-        splits = {name: _load_split(paths, source_column, target_column) for name, paths in path_or_paths.items()}
+        splits = {
+            name: _load_split(paths, source_column, target_column, with_origin)
+            for name, paths in path_or_paths.items()
+        }
         if "train" not in splits:
             problem = f"data file splits {sorted(splits)} have no 'train'"
             raise DataError(None, problem, "a mapping with a 'train' entry")
     else:
-        splits = {"train": _load_split(path_or_paths, source_column, target_column)}
+        splits = {"train": _load_split(path_or_paths, source_column, target_column, with_origin)}
 
     if "validation" not in splits and validation_fraction > 0:
         train = splits["train"]

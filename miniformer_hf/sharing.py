@@ -407,7 +407,31 @@ def validate_run_folder(model_dir: str | Path) -> dict[str, Any]:
     if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
         raise SharingError(f"{model_dir} has no tokenizer (tokenizer.json / tokenizer_config.json); save the "
                            "tokenizer into the folder with tokenizer.save_pretrained before pushing.")
+    _check_weights(model_dir)
     return config
+
+
+def _check_weights(model_dir: Path) -> None:
+    """The weights match the checksum the run recorded (if any) and are all finite: never publish a broken model."""
+    from .runs import RunError, verify_weights
+
+    try:
+        verify_weights(model_dir)
+    except RunError as error:
+        raise SharingError(str(error)) from None
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                for name in weights.keys():
+                    tensor = weights.get_tensor(name)
+                    if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                        raise SharingError(f"{path} holds NaN or infinite values (tensor {name!r}); this model's "
+                                           "outputs are meaningless, so it is not pushed. Retrain it.")
+        except SafetensorError as error:
+            raise SharingError(f"{path} cannot be read ({error}); the file is truncated or corrupted. Copy the run "
+                               "folder again or retrain.") from None
 
 
 def _files_to_push(model_dir: Path) -> list[Path]:
@@ -571,15 +595,11 @@ def push_model(
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the arguments of ``miniformer push`` to ``parser``."""
-    parser.add_argument("--model", required=True, metavar="DIR", help="run folder written by `miniformer train`")
-    parser.add_argument("--repo-id", required=True, metavar="NAME",
-                        help="Hub repository, e.g. your-name/miniformer-dates")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--revision", default=None, metavar="BRANCH", help="branch to push to (default: main)")
-    parser.add_argument("--token", default=None, help="Hub access token (default: HF_TOKEN or `hf auth login`)")
-    parser.add_argument("--commit-message", default=None, help="message of the upload commit")
-    return parser
+    """Add the arguments of ``miniformer push`` to ``parser`` (defined with the rest of the command line
+    in `miniformer_hf.cli`, which parses them without importing the Hub client)."""
+    from .cli import add_push_arguments as add_arguments
+
+    return add_arguments(parser)
 
 
 def run_push(args: argparse.Namespace) -> int:
