@@ -277,6 +277,32 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
             )
         self.accelerator.wait_for_everyone()
 
+    # -- FSDP on the CPU ----------------------------------------------------------------------------
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        _enable_fsdp_on_cpu(self)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # Under FSDP the model's class is torch's FSDP subclass of ours: saving it as is would copy torch's
+        # FSDP sources instead of modeling_miniformer.py next to the weights. Save a plain copy instead,
+        # built from the full state dict that `save_model` has gathered on the main process.
+        plain_class = _unsharded_class(self.model)
+        if plain_class is None:
+            return super()._save(output_dir, state_dict=state_dict)
+        if not self.args.should_save:
+            return None
+        if state_dict is None:
+            raise ValueError("an FSDP model is saved from its gathered state dict; expected save_model(), not _save().")
+        plain = plain_class(self.model.config)
+        plain.load_state_dict(state_dict, strict=False)  # tied lm_head.weight may be absent; it follows the embedding
+        plain.generation_config = copy.deepcopy(self.model.generation_config)
+        sharded, self.model = self.model, plain
+        try:
+            return super()._save(output_dir, state_dict=plain.state_dict())
+        finally:
+            self.model = sharded
+
     def prediction_step(self, *args, **kwargs):
         # Seq2SeqTrainer fills library defaults (max_length=20 ...) into the model's generation config,
         # which then clashes with its max_new_tokens on every later generate(); keep the config as set.
@@ -292,6 +318,44 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
             return super().evaluate(*args, **kwargs)
         finally:
             self.evaluation_seconds += time.perf_counter() - started
+
+
+def _fsdp_requested_on_cpu() -> bool:
+    """``accelerate launch`` with an FSDP configuration (it sets ACCELERATE_USE_FSDP) on a machine without GPUs."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and _launched_on_cpu_only()
+
+
+def _enable_fsdp_on_cpu(trainer: Seq2SeqTrainer) -> None:
+    """Turn on the FSDP plugin that ``accelerate launch --config_file <fsdp config>`` asked for, on the CPU.
+
+    accelerate 1.15 only switches to FSDP for accelerator backends and quietly falls back to plain
+    data parallelism (every process holding the whole model) for CPU processes; FSDP2 itself
+    (``torch.distributed.fsdp.fully_shard``) runs on the CPU with gloo since torch 2.6. The plugin is
+    read from the same environment variables the launcher sets for GPUs (FSDP_VERSION,
+    FSDP_AUTO_WRAP_POLICY, FSDP_TRANSFORMER_CLS_TO_WRAP, FSDP_STATE_DICT_TYPE ...).
+    """
+    state = trainer.accelerator.state
+    if not _fsdp_requested_on_cpu() or getattr(state, "fsdp_plugin", None) is not None:
+        return
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    # Both shared states: every AcceleratorState() built later copies distributed_type from PartialState.
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    trainer.is_fsdp_enabled = True
+
+
+def _unsharded_class(model) -> type | None:
+    """The model's own class when FSDP2 has swapped in its ``FSDP<Name>`` subclass, else None."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        return None
+    if not isinstance(model, FSDPModule):
+        return None
+    return next(base for base in type(model).__mro__[1:] if not issubclass(base, FSDPModule))
 
 
 def _fsync_directory(path: str) -> None:
@@ -595,8 +659,15 @@ class TransformerTrainer:
         )
 
     def save_model(self, output_dir: str | os.PathLike) -> None:
-        """Save the model (safetensors, config with ``auto_map``, code files, generation config) and tokenizer."""
+        """Save the model (safetensors, config with ``auto_map``, code files, generation config) and tokenizer.
+
+        Under FSDP every process must call this (the full weights are gathered from all of them); only
+        the main process writes.
+        """
         output_dir = os.fspath(output_dir)
+        if self.hf_trainer is not None and _unsharded_class(self.model) is not None:
+            self.hf_trainer.save_model(output_dir)
+            return
         self.model.save_pretrained(output_dir)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(output_dir)
