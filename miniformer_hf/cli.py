@@ -111,6 +111,26 @@ def _add_data_arguments(parser: argparse.ArgumentParser, *, training: bool) -> N
             default=None,
             help="number of training examples a built-in task generates (default: the task's own, 50000 for dates)",
         )
+        group.add_argument(
+            "--dataset",
+            metavar="NAME",
+            help="a datasets/Hub dataset: a Hub repo id (wmt/wmt14), a local dataset folder or a save_to_disk folder; "
+            "its train, validation and test splits are used as named",
+        )
+        group.add_argument("--dataset-config", metavar="CONFIG", help="the dataset's configuration (e.g. de-en)")
+        group.add_argument("--dataset-revision", metavar="REV", help="a branch, tag or commit of the Hub dataset")
+        group.add_argument(
+            "--source-lang",
+            help="with a 'translation' column of {language: text}: the source language key (e.g. en)",
+        )
+        group.add_argument("--target-lang", help="with a 'translation' column: the target language key (e.g. de)")
+        group.add_argument(
+            "--validation-split-percentage",
+            type=float,
+            default=5.0,
+            metavar="PERCENT",
+            help="percent of --dataset's train split held out for validation when it has no validation split (default 5)",
+        )
     group.add_argument(
         "--source-column", default="source", help="column (or JSON key) holding the input text (default: source)"
     )
@@ -253,6 +273,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--no-visualize", action="store_true", help="skip the attention visualization of a held-out example"
+    )
+    group.add_argument(
+        "--average-last",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="keep the last N checkpoints (one every --eval-steps, the last at the final step) and evaluate and "
+        "save their average, as §6.1 does with N=5 (default 1: the final weights)",
     )
     state = parser.add_mutually_exclusive_group()
     state.add_argument(

@@ -842,7 +842,7 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     options = dataclasses.replace(options or TrainingRunOptions(), **overrides)
     started = time.perf_counter()
     _check_options(options)
-    task_name = Path(options.train_file).stem if options.train_file else (options.task or DEFAULTS["task"])
+    task_name = _task_name(options)
     output_dir = runs.resolve_output_dir(options.output_dir or Path("runs") / task_name)
     staging = runs.staging_folder(output_dir)
     sizes = model_sizes(options)
@@ -887,7 +887,41 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     return result
 
 
+def _task_name(options: TrainingRunOptions) -> str:
+    """What the run is named after: the training file, the dataset (its last path part) or the task."""
+    if options.train_file:
+        return Path(options.train_file).stem
+    if options.dataset:
+        return Path(options.dataset.rstrip("/")).name or "dataset"
+    return options.task or DEFAULTS["task"]
+
+
 def _check_options(options: TrainingRunOptions) -> None:
+    sources = [flag for flag, value in (("--task", options.task), ("--train-file", options.train_file),
+                                        ("--dataset", options.dataset)) if value]  # fmt: skip
+    if len(sources) > 1:
+        raise RunError(
+            f"{' and '.join(sources)} given together; expected one source of training data (a built-in task, your "
+            "own files, or a datasets/Hub dataset).",
+            2,
+        )
+    if options.dataset is None:
+        dataset_only = [flag for flag, value in (
+            ("--dataset-config", options.dataset_config), ("--dataset-revision", options.dataset_revision),
+            ("--source-lang", options.source_lang), ("--target-lang", options.target_lang),
+        ) if value]  # fmt: skip
+        if dataset_only:
+            raise RunError(f"{', '.join(dataset_only)} only apply to --dataset; expected --dataset NAME too.", 2)
+    elif options.num_train:
+        raise RunError("--num-train only applies to built-in tasks; drop it with --dataset.", 2)
+    if not 0 <= options.validation_split_percentage < 100:
+        raise RunError(
+            f"--validation-split-percentage {options.validation_split_percentage} is outside [0, 100); expected a "
+            "percentage such as 5.",
+            2,
+        )
+    if options.average_last < 1:
+        raise RunError(f"--average-last {options.average_last}; expected a positive number of checkpoints.", 2)
     if options.schedule == "paper" and options.learning_rate is not None:
         raise RunError(
             "--learning-rate conflicts with --schedule paper (the paper fixes the peak at d_model^-0.5 * "
@@ -925,9 +959,27 @@ def model_sizes(options: TrainingRunOptions) -> dict[str, Any]:
 
 def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     """The splits to train on (train, validation, test); `DataError` on bad files or requests."""
-    from .data import load_task, load_text_pairs
+    from .data import load_dataset_pairs, load_task, load_text_pairs
 
-    if options.train_file:
+    if options.dataset:
+        data = load_dataset_pairs(
+            options.dataset,
+            options.dataset_config,
+            revision=options.dataset_revision,
+            source_lang=options.source_lang,
+            target_lang=options.target_lang,
+            source_column=options.source_column,
+            target_column=options.target_column,
+            validation_split_percentage=options.validation_split_percentage,
+            seed=options.seed,
+        )
+        if "validation" not in data:
+            raise RunError(
+                f"--dataset {options.dataset} has no 'validation' split and --validation-split-percentage is 0; "
+                "expected a percentage above 0 to hold some training pairs out for evaluation.",
+                2,
+            )
+    elif options.train_file:
         files = {"train": options.train_file}
         if options.validation_file:
             files["validation"] = options.validation_file
@@ -1076,7 +1128,7 @@ def _train_in_staging(
         eval_steps=options.eval_steps,
         save_strategy="steps",
         save_steps=options.eval_steps,
-        save_total_limit=1,
+        save_total_limit=options.average_last,  # the checkpoints to average (1: only the newest, for resume)
         logging_steps=options.logging_steps,
         per_device_eval_batch_size=max(options.batch_size, 256),
         dataloader_num_workers=0,
@@ -1094,6 +1146,7 @@ def _train_in_staging(
         train_metrics = {}
     training_seconds = time.perf_counter() - started
     state = trainer.hf_trainer.state
+    averaged_from = _average_last_checkpoints(trainer, staging / CHECKPOINTS, options.average_last, distributed)
 
     final_validation = trainer.evaluate(evaluation, metric_key_prefix="validation")
     final_test = trainer.evaluate(test, metric_key_prefix="test")
@@ -1127,6 +1180,13 @@ def _train_in_staging(
     }
     if clock is not None:
         metrics["by_training_time"] = clock.results
+    if averaged_from:
+        metrics["averaged_checkpoints"] = averaged_from
+    if options.dataset:
+        metrics["dataset"] = {
+            "name": options.dataset, "config": options.dataset_config, "revision": options.dataset_revision,
+            "source": options.source_lang or options.source_column, "target": options.target_lang or options.target_column,
+        }  # fmt: skip
     if not is_main:
         return TrainingRunResult(output_dir, metrics)
 
@@ -1144,6 +1204,39 @@ def _train_in_staging(
     runs.publish_folder(staging, output_dir)
     (output_dir / runs.LOCK_FILE).unlink(missing_ok=True)
     return TrainingRunResult(output_dir, metrics)
+
+
+def _average_last_checkpoints(trainer: TransformerTrainer, checkpoints: Path, last: int, distributed) -> list[str]:
+    """Replace the trained weights by the mean of the last ``last`` checkpoints (§6.1); their names.
+
+    The final step is always among them (the trainer saves at the end of training). With ``last`` 1
+    nothing changes.
+    """
+    if last <= 1:
+        return []
+    from .averaging import average_checkpoints, checkpoint_paths
+
+    if _unsharded_class(trainer.model) is not None:
+        raise RunError(
+            "--average-last is not supported under FSDP (each process holds a shard); expected a run without it, "
+            "then `miniformer average --model RUN --last N` on its checkpoints."
+        )
+    if distributed is not None:
+        distributed.wait_for_everyone()  # the main process has finished writing the last checkpoint
+    paths = checkpoint_paths(checkpoints, min(last, len(_checkpoint_folders(checkpoints))))
+    if len(paths) < last:
+        logger.warning("--average-last %d: only %d checkpoint(s) were written; averaging those.", last, len(paths))
+    averaged = average_checkpoints(paths)
+    trainer.model.load_state_dict(averaged, strict=False)  # lm_head.weight is tied to the embedding
+    trainer.model.tie_weights()
+    logger.info("Averaged the weights of %s.", ", ".join(path.name for path in paths))
+    return [path.name for path in paths]
+
+
+def _checkpoint_folders(checkpoints: Path) -> list[Path]:
+    if not checkpoints.is_dir():
+        return []
+    return [path for path in checkpoints.iterdir() if path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")]
 
 
 def _check_sequence_lengths(data: DatasetDict, tokenizer, limit: int) -> None:
