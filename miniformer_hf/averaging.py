@@ -11,6 +11,8 @@ alone (the average sits nearer the centre of the region the optimizer was wander
   tensor's dtype). Integer buffers must agree across checkpoints and are kept as they are.
 * `average_into_model` loads the mean into a model built from the newest checkpoint, so weights the
   model ties (the shared embedding and ``lm_head``) stay one tensor.
+* `write_averaged_run` writes the result as a run folder (``miniformer average``); ``miniformer train
+  --average-last N`` averages at the end of training instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["AveragingError", "average_checkpoints", "average_into_model", "average_state_dicts", "checkpoint_paths"]
+__all__ = [
+    "AveragingError",
+    "average_checkpoints",
+    "average_into_model",
+    "average_state_dicts",
+    "checkpoint_paths",
+    "write_averaged_run",
+]
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 WEIGHTS_NAME = "model.safetensors"
@@ -138,3 +147,63 @@ def average_into_model(paths: Sequence[str | os.PathLike]):
     model.tie_weights()
     model.eval()
     return model
+
+
+def write_averaged_run(
+    checkpoints: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    *,
+    source_run: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Average ``checkpoints`` and write a run folder that ``miniformer generate/evaluate/push`` use as any other.
+
+    The folder holds the averaged model (weights, config, code files, generation config), the tokenizer
+    (from ``source_run`` when given, else from the newest checkpoint), the run's ``run_arguments.json``,
+    ``checksums.json`` and ``averaging.json`` naming the checkpoints. It is assembled in
+    ``<output_dir>.incomplete`` and published with one rename; an existing folder is replaced only with
+    ``overwrite`` and only if it is a run folder.
+    """
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from . import runs
+
+    paths = [Path(path) for path in checkpoints]
+    output_dir = runs.resolve_output_dir(output_dir)
+    if any(path.resolve() == output_dir or output_dir in path.resolve().parents for path in paths):
+        raise runs.RunError(f"--output-dir {output_dir} holds the checkpoints being averaged; expected a new folder.", 2)
+    staging = runs.staging_folder(output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        if not overwrite:
+            raise runs.RunError(
+                f"--output-dir {output_dir} already exists and is not empty; pass --overwrite to replace it, or choose "
+                "another --output-dir.",
+                2,
+            )
+        if not runs.is_run_folder(output_dir):
+            raise runs.RunError(
+                f"--overwrite refused: {output_dir} is not a Miniformer run folder; choose another --output-dir."
+            )
+    model = average_into_model(paths)  # AveragingError before anything is written
+    tokenizer_source = Path(source_run) if source_run and (Path(source_run) / "tokenizer.json").is_file() else paths[-1]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if source_run and (Path(source_run) / runs.RUN_ARGUMENTS).is_file():
+            shutil.copy2(Path(source_run) / runs.RUN_ARGUMENTS, staging / runs.RUN_ARGUMENTS)
+        runs.write_weights_checksum(staging)
+        runs.write_json(
+            staging / "averaging.json",
+            {"checkpoints": [str(path.resolve()) for path in paths], "steps": [_step(path) for path in paths]},
+        )
+        runs.publish_folder(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir

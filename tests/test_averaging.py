@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -120,3 +122,43 @@ def test_a_toy_task_scores_no_worse_after_averaging(tmp_path):
     assert not all(
         torch.equal(p, q) for p, q in zip(averaged_model.parameters(), model.parameters())
     )  # and it is a different model
+
+
+def test_train_average_last_and_the_average_command(tmp_path, capsys, monkeypatch):
+    """`miniformer train --average-last 3` keeps three checkpoints and saves their mean; `miniformer average`
+    writes the mean of any last N as a run folder that `miniformer generate` uses."""
+    from miniformer_hf import cli
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "copy"
+    code = cli.main(["train", "--task", "copy", "--size", "tiny", "--num-train", "400", "--max-steps", "12",
+                     "--eval-steps", "4", "--eval-samples", "8", "--batch-size", "16", "--average-last", "3",
+                     "--no-visualize", "-q", "--output-dir", str(run)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["averaged_checkpoints"] == ["checkpoint-4", "checkpoint-8", "checkpoint-12"]
+    checkpoints = [run / "checkpoints" / name for name in metrics["averaged_checkpoints"]]
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == sorted(metrics["averaged_checkpoints"])
+    expected = average_checkpoints(checkpoints)
+    saved = load_file(run / "model.safetensors")
+    assert all(torch.equal(saved[name], expected[name]) for name in expected)
+    assert not torch.equal(saved["model.shared.weight"], load_file(checkpoints[-1] / "model.safetensors")["model.shared.weight"])
+
+    capsys.readouterr()
+    code = cli.main(["average", "--model", str(run), "--last", "2", "--output-dir", str(tmp_path / "avg2")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "checkpoint-8, checkpoint-12" in out
+    expected = average_checkpoints(checkpoints[1:])
+    saved = load_file(tmp_path / "avg2" / "model.safetensors")
+    assert all(torch.equal(saved[name], expected[name]) for name in expected)
+    assert json.loads((tmp_path / "avg2" / "averaging.json").read_text())["steps"] == [8, 12]
+    assert (tmp_path / "avg2" / "run_arguments.json").is_file() and (tmp_path / "avg2" / "checksums.json").is_file()
+    assert cli.main(["generate", "--model", str(tmp_path / "avg2"), "a b c"]) == 0
+    assert capsys.readouterr().out.strip()
+
+    # Too many requested, or an existing folder: one error line, nothing written.
+    assert cli.main(["average", "--model", str(run), "--last", "4", "--output-dir", str(tmp_path / "avg4")]) == 1
+    assert "3 checkpoint(s)" in capsys.readouterr().err and not (tmp_path / "avg4").exists()
+    assert cli.main(["average", "--model", str(run), "--last", "2", "--output-dir", str(tmp_path / "avg2")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
