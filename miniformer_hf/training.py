@@ -901,7 +901,7 @@ def _check_options(options: TrainingRunOptions) -> None:
                                         ("--dataset", options.dataset)) if value]  # fmt: skip
     if len(sources) > 1:
         raise RunError(
-            f"{' and '.join(sources)} given together; expected one source of training data (a built-in task, your "
+            f"{' and '.join(sources)} both given; expected one source of training data (a built-in task, your "
             "own files, or a datasets/Hub dataset).",
             2,
         )
