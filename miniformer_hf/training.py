@@ -277,8 +277,9 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
     tell training time from evaluation time.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, tokens_per_batch: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.tokens_per_batch = tokens_per_batch
         self._staging_root: str | None = None
         self.evaluation_seconds = 0.0
         self.add_callback(NonFiniteCheck(check_gradients=getattr(self.accelerator, "scaler", None) is None))
@@ -321,6 +322,25 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
                 use_mtime=False,
             )
         self.accelerator.wait_for_everyone()
+
+    def get_train_dataloader(self):
+        if self.tokens_per_batch is None:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        from .batching import TokenBatchSampler
+
+        dataset = self._remove_unused_columns(self.train_dataset, description="training")
+        lengths = [max(len(source), len(target)) for source, target in zip(dataset["input_ids"], dataset["labels"])]
+        sampler = TokenBatchSampler(lengths, self.tokens_per_batch, seed=self.args.seed)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)  # under several processes, each takes every n-th batch
 
     # -- FSDP on the CPU ----------------------------------------------------------------------------
 
@@ -535,6 +555,8 @@ class TransformerTrainer:
             training target plus a margin, or 64 if unknown.
         callbacks: `TrainerCallback`s passed to the library's trainer.
         quiet: no progress bars and no metric lines on the console (``log_history`` still has them).
+        tokens_per_batch: batch by token count instead of ``batch_size`` (§5.1): examples of similar
+            length together, at most this many padded tokens per side per batch (the paper: about 25,000).
         **training_arguments: any other `Seq2SeqTrainingArguments` field (``weight_decay``,
             ``eval_strategy``, ``save_steps``, ``seed``, ``report_to`` ...), passed through unchanged.
 
@@ -555,8 +577,12 @@ class TransformerTrainer:
         max_new_tokens: int | None = None,
         callbacks: Sequence[TrainerCallback] | None = None,
         quiet: bool = False,
+        tokens_per_batch: int | None = None,
         **training_arguments,
     ):
+        if tokens_per_batch is not None and tokens_per_batch <= 0:
+            raise ValueError(f"tokens_per_batch={tokens_per_batch} is invalid; expected a positive number of tokens.")
+        self.tokens_per_batch = tokens_per_batch
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size} is invalid; expected a positive integer.")
         if not 0.0 <= label_smoothing < 1.0:
@@ -707,6 +733,7 @@ class TransformerTrainer:
             compute_metrics=metrics,
             callbacks=list(self.callbacks),
         )
+        self.hf_trainer.tokens_per_batch = self.tokens_per_batch
         for callback in self.callbacks:
             if isinstance(callback, TrainingClockCallback):
                 callback.trainer = self.hf_trainer
