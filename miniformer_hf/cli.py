@@ -111,6 +111,26 @@ def _add_data_arguments(parser: argparse.ArgumentParser, *, training: bool) -> N
             default=None,
             help="number of training examples a built-in task generates (default: the task's own, 50000 for dates)",
         )
+        group.add_argument(
+            "--dataset",
+            metavar="NAME",
+            help="a datasets/Hub dataset: a Hub repo id (wmt/wmt14), a local dataset folder or a save_to_disk folder; "
+            "its train, validation and test splits are used as named",
+        )
+        group.add_argument("--dataset-config", metavar="CONFIG", help="the dataset's configuration (e.g. de-en)")
+        group.add_argument("--dataset-revision", metavar="REV", help="a branch, tag or commit of the Hub dataset")
+        group.add_argument(
+            "--source-lang",
+            help="with a 'translation' column of {language: text}: the source language key (e.g. en)",
+        )
+        group.add_argument("--target-lang", help="with a 'translation' column: the target language key (e.g. de)")
+        group.add_argument(
+            "--validation-split-percentage",
+            type=float,
+            default=5.0,
+            metavar="PERCENT",
+            help="percent of --dataset's train split held out for validation when it has no validation split (default 5)",
+        )
     group.add_argument(
         "--source-column", default="source", help="column (or JSON key) holding the input text (default: source)"
     )
@@ -254,6 +274,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no-visualize", action="store_true", help="skip the attention visualization of a held-out example"
     )
+    group.add_argument(
+        "--average-last",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="keep the last N checkpoints (one every --eval-steps, the last at the final step) and evaluate and "
+        "save their average, as §6.1 does with N=5 (default 1: the final weights)",
+    )
     state = parser.add_mutually_exclusive_group()
     state.add_argument(
         "--resume",
@@ -351,6 +379,19 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
+def _add_average_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="run folder from `miniformer train` whose checkpoints to average")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--last", type=_positive_int, default=5, metavar="N", help="average the newest N checkpoints (default 5, §6.1)"
+    )
+    which.add_argument(
+        "--checkpoints", nargs="+", metavar="PATH", help="average these checkpoint folders instead (oldest first)"
+    )
+    parser.add_argument("--output-dir", help="run folder to write (default: <model>-averaged)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --output-dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="miniformer",
@@ -376,6 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print exact match, character error rate, BLEU and chrF of a trained model on a data file.",
     )
     _add_evaluate_arguments(evaluate)
+    average = commands.add_parser(
+        "average",
+        help="average the last checkpoints of a run into a new run folder",
+        description="Average the weights of a run's last N checkpoints (or the given checkpoint folders), as §6.1 "
+        "of the paper does, and write the result as a run folder that generate, evaluate and push accept.",
+    )
+    _add_average_arguments(average)
     visualize = commands.add_parser(
         "visualize",
         help="attention views of one example",
@@ -536,6 +584,20 @@ def run_evaluate(args) -> int:
 # Entry point
 # ---------------------------------------------------------------------------------------------
 
+def run_average(args) -> int:
+    from .averaging import AveragingError, checkpoint_paths, write_averaged_run
+
+    model = Path(args.model)
+    output_dir = Path(args.output_dir) if args.output_dir else model.with_name(model.name + "-averaged")
+    try:
+        paths = [Path(path) for path in args.checkpoints] if args.checkpoints else checkpoint_paths(model, args.last)
+        written = write_averaged_run(paths, output_dir, source_run=model, overwrite=args.overwrite)
+    except AveragingError as error:
+        raise CommandError(str(error)) from error
+    print(f"Run folder: {_display_path(written)} (average of {', '.join(path.name for path in paths)})")
+    return 0
+
+
 def run_visualize(args) -> int:
     try:
         from .visualization import run_visualize as visualize
@@ -558,6 +620,7 @@ COMMANDS = {
     "train": run_train,
     "generate": run_generate,
     "evaluate": run_evaluate,
+    "average": run_average,
     "visualize": run_visualize,
     "push": run_push,
 }

@@ -1,7 +1,7 @@
 """Sequence-to-sequence data: built-in tasks generated locally, and users' own text pairs.
 
 Every loader returns a `datasets.DatasetDict` whose splits have string columns ``source`` and
-``target`` (built-in tasks add a few descriptive columns). Nothing is downloaded.
+``target`` (built-in tasks add a few descriptive columns). Built-in tasks and files download nothing.
 
 Built-in tasks (see `BUILTIN_TASKS` and `load_task`):
 
@@ -16,6 +16,10 @@ Built-in tasks (see `BUILTIN_TASKS` and `load_task`):
 Users' own data (`load_text_pairs`): JSON Lines, JSON (an array of objects) or CSV/TSV files with a
 source and a target column. Anything wrong with such a file raises `DataError`, whose message is
 one line naming the file, the problem and what was expected.
+
+Datasets from the Hugging Face Hub, local dataset folders and ``save_to_disk`` folders
+(`load_dataset_pairs`): a ``translation`` column of ``{language: text}`` dicts or two plain text
+columns, checked (columns, languages, types, empty splits) before anything is tokenized.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "DEFAULT_LOCALES",
     "BuiltinTask",
     "DataError",
+    "load_dataset_pairs",
     "load_task",
     "load_text_pairs",
     "make_date_dataset",
@@ -506,6 +511,229 @@ def load_text_pairs(
         parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
         splits["train"], splits["validation"] = parts["train"], parts["test"]
     return DatasetDict(splits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets from the Hugging Face Hub, local dataset folders and save_to_disk folders
+# ---------------------------------------------------------------------------------------------
+
+TRANSLATION_COLUMN = "translation"
+_STRING_DTYPES = ("string", "large_string")
+_DATASET_EXPECTED = (
+    "a Hub dataset id such as 'wmt/wmt14' (check the spelling, --dataset-revision, and HF_TOKEN for a private "
+    "dataset), a local dataset folder, or a folder written by Dataset.save_to_disk"
+)
+
+
+def _is_saved_to_disk(path: str) -> bool:
+    """A folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
+    return os.path.isfile(os.path.join(path, "dataset_dict.json")) or os.path.isfile(os.path.join(path, "state.json"))
+
+
+def _open_dataset(name: str, config: str | None, revision: str | None, streaming: bool):
+    """`datasets.load_dataset` (Hub id or data folder) or `datasets.load_from_disk`, as a dict of splits."""
+    import datasets
+
+    if os.path.isdir(name) and _is_saved_to_disk(name):
+        if config is not None or revision is not None:
+            raise DataError(
+                name,
+                "a save_to_disk folder has no configurations or revisions",
+                "no --dataset-config/--dataset-revision with a saved dataset folder",
+            )
+        loaded = datasets.load_from_disk(name)
+        splits = dict(loaded) if isinstance(loaded, DatasetDict) else {"train": loaded}
+        if streaming:
+            splits = {split: dataset.to_iterable_dataset() for split, dataset in splits.items()}
+        return splits
+    try:
+        loaded = datasets.load_dataset(name, config, revision=revision, streaming=streaming)
+    except ConnectionError as error:  # HF_HUB_OFFLINE=1, or no network, and nothing cached
+        raise DataError(
+            name,
+            f"the Hub cannot be reached and the dataset is not cached ({error})",
+            "network access (unset HF_HUB_OFFLINE), a dataset cached by an earlier run, or a local folder",
+        ) from error
+    except FileNotFoundError as error:  # includes datasets' DatasetNotFoundError (unknown id or revision)
+        raise DataError(name, f"dataset not found ({error})", _DATASET_EXPECTED) from error
+    except ValueError as error:  # an unknown configuration name, among others; the message lists the valid ones
+        raise DataError(
+            name, f"cannot load the dataset ({error})", "an existing --dataset-config (the message lists them)"
+        ) from error
+    return dict(loaded)
+
+
+def _string_feature(feature) -> bool:
+    from datasets import Value
+
+    return isinstance(feature, Value) and feature.dtype in _STRING_DTYPES
+
+
+def _pair_columns(
+    name: str,
+    split: str,
+    features,
+    source_lang: str | None,
+    target_lang: str | None,
+    source_column: str,
+    target_column: str,
+) -> tuple[str, str]:
+    """Check the split's features and return the (flattened) source and target column names."""
+    from datasets import Translation
+
+    columns = sorted(features) if features is not None else []
+    if source_lang is not None or target_lang is not None:
+        if source_lang is None or target_lang is None:
+            raise DataError(name, "only one of --source-lang/--target-lang given", "both, e.g. --source-lang en --target-lang de")
+        if TRANSLATION_COLUMN not in columns:
+            raise DataError(
+                name,
+                f"split {split!r} has no {TRANSLATION_COLUMN!r} column (columns: {columns})",
+                "a 'translation' column of {language: text} dicts for --source-lang/--target-lang, or plain text "
+                "columns named with --source-column/--target-column",
+            )
+        feature = features[TRANSLATION_COLUMN]
+        if isinstance(feature, Translation):
+            languages = list(feature.languages)
+        elif isinstance(feature, dict) and all(_string_feature(value) for value in feature.values()):
+            languages = list(feature)
+        else:
+            raise DataError(
+                name, f"split {split!r}: column 'translation' has type {feature}", "a dict of language code -> text"
+            )
+        missing = [lang for lang in (source_lang, target_lang) if lang not in languages]
+        if missing:
+            raise DataError(
+                name,
+                f"split {split!r}: language(s) {missing} not in the translation column (languages: {languages})",
+                f"--source-lang and --target-lang among {languages}",
+            )
+        return f"{TRANSLATION_COLUMN}.{source_lang}", f"{TRANSLATION_COLUMN}.{target_lang}"
+    if source_column == target_column:
+        raise DataError(name, f"--source-column and --target-column are both {source_column!r}", "two different columns")
+    for flag, column in (("--source-column", source_column), ("--target-column", target_column)):
+        if column not in columns:
+            hint = (
+                " (this dataset has a 'translation' column: pass --source-lang and --target-lang)"
+                if TRANSLATION_COLUMN in columns
+                else ""
+            )
+            raise DataError(
+                name,
+                f"split {split!r} has no column {column!r} (columns: {columns}){hint}",
+                f"{flag} naming a text column of the dataset",
+            )
+        if not _string_feature(features[column]):
+            raise DataError(
+                name,
+                f"split {split!r}: column {column!r} has type {features[column]}",
+                f"{flag} naming a column of strings",
+            )
+    return source_column, target_column
+
+
+def _non_empty_text(batch: dict[str, list]) -> list[bool]:
+    return [bool(source) and bool(target) for source, target in zip(batch["source"], batch["target"])]
+
+
+def _lookup(example: dict, column: str):
+    """``example["translation.en"]`` is ``example["translation"]["en"]``; other names are plain columns."""
+    if column.startswith(TRANSLATION_COLUMN + ".") and column not in example:
+        return example[TRANSLATION_COLUMN][column[len(TRANSLATION_COLUMN) + 1 :]]
+    return example[column]
+
+
+def _pick_pair(example: dict, source: str, target: str) -> dict[str, str]:
+    return {"source": _lookup(example, source), "target": _lookup(example, target)}
+
+
+def _as_pairs(dataset, source: str, target: str):
+    """``dataset`` with only string columns ``source`` and ``target``; rows with an empty or null side are dropped."""
+    if isinstance(dataset, Dataset):  # column operations on Arrow tables, no pass over the rows
+        if source.startswith(TRANSLATION_COLUMN + ".") or target.startswith(TRANSLATION_COLUMN + "."):
+            dataset = dataset.flatten()  # {"translation": {"en": .., "de": ..}} -> "translation.en", "translation.de"
+        dataset = dataset.select_columns([source, target]).rename_columns({source: "source", target: "target"})
+    else:  # a stream: the same, example by example as it is read
+        dataset = dataset.map(
+            partial(_pick_pair, source=source, target=target), remove_columns=list(dataset.column_names or [])
+        )
+    return dataset.filter(_non_empty_text, batched=True)
+
+
+def _is_empty(dataset) -> bool:
+    if isinstance(dataset, Dataset):
+        return len(dataset) == 0
+    return next(iter(dataset.take(1)), None) is None
+
+
+def load_dataset_pairs(
+    name: str,
+    config: str | None = None,
+    *,
+    revision: str | None = None,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
+    source_column: str = "source",
+    target_column: str = "target",
+    validation_split_percentage: float = 5.0,
+    streaming: bool = False,
+    validation_examples: int = 1000,
+    seed: int = 0,
+) -> DatasetDict | dict:
+    """Source/target pairs from a `datasets` dataset: a Hub repo id, a local dataset folder or a
+    `save_to_disk` folder, with splits ``train``, ``validation`` and (if the dataset has one) ``test``.
+
+    Two layouts are understood: a ``translation`` column of ``{language: text}`` dicts (the Hub's
+    translation datasets, e.g. ``wmt/wmt14``; pass ``source_lang`` and ``target_lang``), or plain text
+    columns ``source_column`` and ``target_column``. Either way the result has string columns
+    ``source`` and ``target`` only; rows with an empty or missing side are dropped.
+
+    Without a ``validation`` split, ``validation_split_percentage`` percent of ``train`` (shuffled with
+    ``seed``) becomes one. With ``streaming=True`` the splits are `datasets.IterableDataset` objects read
+    as they are consumed, and a missing validation split is the first ``validation_examples`` pairs
+    of ``train`` (which training then skips).
+
+    Everything is checked before any example is tokenized: an unknown dataset, revision or
+    configuration, no ``train`` split, a missing column or language, a column that is not text, or
+    an empty split raises `DataError` with a one-line message.
+    """
+    if not 0 <= validation_split_percentage < 100:
+        raise DataError(
+            None, f"validation split percentage {validation_split_percentage}", "a percentage in [0, 100), e.g. 5"
+        )
+    splits = _open_dataset(name, config, revision, streaming)
+    if "train" not in splits:
+        raise DataError(name, f"no 'train' split (splits: {sorted(splits)})", "a dataset with a 'train' split")
+    pairs = {}
+    for split, dataset in splits.items():
+        if split not in ("train", "validation", "test"):
+            continue
+        features = dataset.features
+        source, target = _pair_columns(name, split, features, source_lang, target_lang, source_column, target_column)
+        pairs[split] = _as_pairs(dataset, source, target)
+    if "validation" not in pairs and (streaming or validation_split_percentage > 0):
+        train = pairs["train"]
+        if streaming:
+            pairs["validation"] = train.take(validation_examples)
+            pairs["train"] = train.skip(validation_examples)
+        else:
+            num_validation = max(1, round(len(train) * validation_split_percentage / 100))
+            if len(train) - num_validation < 1:
+                raise DataError(
+                    name,
+                    f"only {len(train)} usable training pair(s), too few to hold out {validation_split_percentage}% for validation",
+                    "more examples, a 'validation' split, or --validation-split-percentage 0",
+                )
+            parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
+            pairs["train"], pairs["validation"] = parts["train"], parts["test"]
+    for split, dataset in pairs.items():
+        if _is_empty(dataset):
+            raise DataError(
+                name,
+                f"split {split!r} is empty (no pair with both a source and a target text)",
+                "at least one non-empty pair in every split used (train, validation, test)",
+            )
+    return pairs if streaming else DatasetDict(pairs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,7 +94,8 @@ LOCK_FILE = ".miniformer-run.lock"
 WEIGHTS_FILE = "model.safetensors"
 # Options that must match when resuming (they decide the model, the data or the tokenizer).
 RESUME_MUST_MATCH = (
-    "task", "train_file", "validation_file", "test_file", "source_column", "target_column", "tokenizer",
+    "task", "train_file", "validation_file", "test_file", "dataset", "dataset_config", "dataset_revision",
+    "source_lang", "target_lang", "validation_split_percentage", "source_column", "target_column", "tokenizer",
     "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed",
 )  # fmt: skip
 
@@ -120,6 +121,12 @@ class TrainingRunOptions:
     validation_file: str | None = None
     test_file: str | None = None
     num_train: int | None = None
+    dataset: str | None = None
+    dataset_config: str | None = None
+    dataset_revision: str | None = None
+    source_lang: str | None = None
+    target_lang: str | None = None
+    validation_split_percentage: float = 5.0
     source_column: str = "source"
     target_column: str = "target"
     tokenizer: str = "char"
@@ -147,6 +154,7 @@ class TrainingRunOptions:
     max_new_tokens: int | None = None
     eval_at_seconds: list[float] | None = None
     no_visualize: bool = False
+    average_last: int = 1
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False

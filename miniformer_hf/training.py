@@ -331,12 +331,13 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
     tell training time from evaluation time.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, tokens_per_batch: int | None = None, **kwargs):
         model = kwargs.get("model", args[0] if args else None)
         # The library sets model.config.use_cache to args.use_cache (False) for training; the saved
         # configs (checkpoints and the final model) keep the model's own value, so inference caches.
         self._model_use_cache = getattr(getattr(model, "config", None), "use_cache", None)
         super().__init__(*args, **kwargs)
+        self.tokens_per_batch = tokens_per_batch
         self._staging_root: str | None = None
         self.evaluation_seconds = 0.0
         # A model that smooths its own loss (Miniformer's config.label_smoothing, one blocked pass) is told
@@ -409,6 +410,51 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
             if config is not None and self._model_use_cache is not None:
                 config.use_cache = self._model_use_cache
 
+    def get_train_dataloader(self):
+        if self.tokens_per_batch is None:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        from .batching import TokenBatchSampler
+
+        dataset = self._remove_unused_columns(self.train_dataset, description="training")
+        lengths = [max(len(source), len(target)) for source, target in zip(dataset["input_ids"], dataset["labels"])]
+        sampler = TokenBatchSampler(lengths, self.tokens_per_batch, seed=self.args.seed)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)  # under several processes, each takes every n-th batch
+
+    # -- FSDP on the CPU ----------------------------------------------------------------------------
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        _enable_fsdp_on_cpu(self)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # Under FSDP the model's class is torch's FSDP subclass of ours: saving it as is would copy torch's
+        # FSDP sources instead of modeling_miniformer.py next to the weights. Save a plain copy instead,
+        # built from the full state dict that `save_model` has gathered on the main process.
+        plain_class = _unsharded_class(self.model)
+        if plain_class is None:
+            return super()._save(output_dir, state_dict=state_dict)
+        if not self.args.should_save:
+            return None
+        if state_dict is None:
+            raise ValueError("an FSDP model is saved from its gathered state dict; expected save_model(), not _save().")
+        plain = plain_class(self.model.config)
+        plain.load_state_dict(state_dict, strict=False)  # tied lm_head.weight may be absent; it follows the embedding
+        plain.generation_config = copy.deepcopy(self.model.generation_config)
+        sharded, self.model = self.model, plain
+        try:
+            return super()._save(output_dir, state_dict=plain.state_dict())
+        finally:
+            self.model = sharded
+
     def prediction_step(self, *args, **kwargs):
         # Seq2SeqTrainer fills library defaults (max_length=20 ...) into the model's generation config,
         # which then clashes with its max_new_tokens on every later generate(); keep the config as set.
@@ -437,7 +483,6 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         if not bool(torch.isfinite(loss).all()):
             raise NonFiniteTrainingError(self.state.global_step + 1, f"the training loss is {loss.item()}")
         return loss
-
 
 class NonFiniteTrainingError(RunError):
     """Training met a NaN or infinite loss, gradient or weight; ``step`` is the step it happened in."""
@@ -487,6 +532,44 @@ class NonFiniteCheck(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is not None:
             _check_finite_weights(model, state.global_step, "after the optimizer step")
+
+
+def _fsdp_requested_on_cpu() -> bool:
+    """``accelerate launch`` with an FSDP configuration (it sets ACCELERATE_USE_FSDP) on a machine without GPUs."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and _launched_on_cpu_only()
+
+
+def _enable_fsdp_on_cpu(trainer: Seq2SeqTrainer) -> None:
+    """Turn on the FSDP plugin that ``accelerate launch --config_file <fsdp config>`` asked for, on the CPU.
+
+    accelerate 1.15 only switches to FSDP for accelerator backends and quietly falls back to plain
+    data parallelism (every process holding the whole model) for CPU processes; FSDP2 itself
+    (``torch.distributed.fsdp.fully_shard``) runs on the CPU with gloo since torch 2.6. The plugin is
+    read from the same environment variables the launcher sets for GPUs (FSDP_VERSION,
+    FSDP_AUTO_WRAP_POLICY, FSDP_TRANSFORMER_CLS_TO_WRAP, FSDP_STATE_DICT_TYPE ...).
+    """
+    state = trainer.accelerator.state
+    if not _fsdp_requested_on_cpu() or getattr(state, "fsdp_plugin", None) is not None:
+        return
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    # Both shared states: every AcceleratorState() built later copies distributed_type from PartialState.
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    trainer.is_fsdp_enabled = True
+
+
+def _unsharded_class(model) -> type | None:
+    """The model's own class when FSDP2 has swapped in its ``FSDP<Name>`` subclass, else None."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        return None
+    if not isinstance(model, FSDPModule):
+        return None
+    return next(base for base in type(model).__mro__[1:] if not issubclass(base, FSDPModule))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,6 +642,8 @@ class TransformerTrainer:
             training target plus a margin, or 64 if unknown.
         callbacks: `TrainerCallback`s passed to the library's trainer.
         quiet: no progress bars and no metric lines on the console (``log_history`` still has them).
+        tokens_per_batch: batch by token count instead of ``batch_size`` (§5.1): examples of similar
+            length together, at most this many padded tokens per side per batch (the paper: about 25,000).
         **training_arguments: any other `Seq2SeqTrainingArguments` field (``weight_decay``,
             ``eval_strategy``, ``save_steps``, ``seed``, ``report_to`` ...), passed through unchanged.
 
@@ -579,8 +664,12 @@ class TransformerTrainer:
         max_new_tokens: int | None = None,
         callbacks: Sequence[TrainerCallback] | None = None,
         quiet: bool = False,
+        tokens_per_batch: int | None = None,
         **training_arguments,
     ):
+        if tokens_per_batch is not None and tokens_per_batch <= 0:
+            raise ValueError(f"tokens_per_batch={tokens_per_batch} is invalid; expected a positive number of tokens.")
+        self.tokens_per_batch = tokens_per_batch
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size} is invalid; expected a positive integer.")
         if not 0.0 <= label_smoothing < 1.0:
@@ -738,6 +827,7 @@ class TransformerTrainer:
             compute_metrics=metrics,
             callbacks=list(self.callbacks),
         )
+        self.hf_trainer.tokens_per_batch = self.tokens_per_batch
         for callback in self.callbacks:
             if isinstance(callback, TrainingClockCallback):
                 callback.trainer = self.hf_trainer
@@ -799,8 +889,15 @@ class TransformerTrainer:
         )
 
     def save_model(self, output_dir: str | os.PathLike) -> None:
-        """Save the model (safetensors, config with ``auto_map``, code files, generation config) and tokenizer."""
+        """Save the model (safetensors, config with ``auto_map``, code files, generation config) and tokenizer.
+
+        Under FSDP every process must call this (the full weights are gathered from all of them); only
+        the main process writes.
+        """
         output_dir = os.fspath(output_dir)
+        if self.hf_trainer is not None and _unsharded_class(self.model) is not None:
+            self.hf_trainer.save_model(output_dir)
+            return
         self.model.save_pretrained(output_dir)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(output_dir)
@@ -866,7 +963,7 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     options = dataclasses.replace(options or TrainingRunOptions(), **overrides)
     started = time.perf_counter()
     _check_options(options)
-    task_name = Path(options.train_file).stem if options.train_file else (options.task or DEFAULTS["task"])
+    task_name = _task_name(options)
     output_dir = runs.resolve_output_dir(options.output_dir or Path("runs") / task_name)
     staging = runs.staging_folder(output_dir)
     sizes = model_sizes(options)
@@ -911,7 +1008,41 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     return result
 
 
+def _task_name(options: TrainingRunOptions) -> str:
+    """What the run is named after: the training file, the dataset (its last path part) or the task."""
+    if options.train_file:
+        return Path(options.train_file).stem
+    if options.dataset:
+        return Path(options.dataset.rstrip("/")).name or "dataset"
+    return options.task or DEFAULTS["task"]
+
+
 def _check_options(options: TrainingRunOptions) -> None:
+    sources = [flag for flag, value in (("--task", options.task), ("--train-file", options.train_file),
+                                        ("--dataset", options.dataset)) if value]  # fmt: skip
+    if len(sources) > 1:
+        raise RunError(
+            f"{' and '.join(sources)} both given; expected one source of training data (a built-in task, your "
+            "own files, or a datasets/Hub dataset).",
+            2,
+        )
+    if options.dataset is None:
+        dataset_only = [flag for flag, value in (
+            ("--dataset-config", options.dataset_config), ("--dataset-revision", options.dataset_revision),
+            ("--source-lang", options.source_lang), ("--target-lang", options.target_lang),
+        ) if value]  # fmt: skip
+        if dataset_only:
+            raise RunError(f"{', '.join(dataset_only)} only apply to --dataset; expected --dataset NAME too.", 2)
+    elif options.num_train:
+        raise RunError("--num-train only applies to built-in tasks; drop it with --dataset.", 2)
+    if not 0 <= options.validation_split_percentage < 100:
+        raise RunError(
+            f"--validation-split-percentage {options.validation_split_percentage} is outside [0, 100); expected a "
+            "percentage such as 5.",
+            2,
+        )
+    if options.average_last < 1:
+        raise RunError(f"--average-last {options.average_last}; expected a positive number of checkpoints.", 2)
     if options.schedule == "paper" and options.learning_rate is not None:
         raise RunError(
             "--learning-rate conflicts with --schedule paper (the paper fixes the peak at d_model^-0.5 * "
@@ -949,9 +1080,27 @@ def model_sizes(options: TrainingRunOptions) -> dict[str, Any]:
 
 def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     """The splits to train on (train, validation, test); `DataError` on bad files or requests."""
-    from .data import load_task, load_text_pairs
+    from .data import load_dataset_pairs, load_task, load_text_pairs
 
-    if options.train_file:
+    if options.dataset:
+        data = load_dataset_pairs(
+            options.dataset,
+            options.dataset_config,
+            revision=options.dataset_revision,
+            source_lang=options.source_lang,
+            target_lang=options.target_lang,
+            source_column=options.source_column,
+            target_column=options.target_column,
+            validation_split_percentage=options.validation_split_percentage,
+            seed=options.seed,
+        )
+        if "validation" not in data:
+            raise RunError(
+                f"--dataset {options.dataset} has no 'validation' split and --validation-split-percentage is 0; "
+                "expected a percentage above 0 to hold some training pairs out for evaluation.",
+                2,
+            )
+    elif options.train_file:
         files = {"train": options.train_file}
         if options.validation_file:
             files["validation"] = options.validation_file
@@ -1107,7 +1256,7 @@ def _train_in_staging(
         eval_steps=options.eval_steps,
         save_strategy="steps",
         save_steps=options.eval_steps,
-        save_total_limit=1,
+        save_total_limit=options.average_last,  # the checkpoints to average (1: only the newest, for resume)
         logging_steps=options.logging_steps,
         per_device_eval_batch_size=max(options.batch_size, 256),
         dataloader_num_workers=0,
@@ -1125,6 +1274,7 @@ def _train_in_staging(
         train_metrics = {}
     training_seconds = time.perf_counter() - started
     state = trainer.hf_trainer.state
+    averaged_from = _average_last_checkpoints(trainer, staging / CHECKPOINTS, options.average_last, distributed)
 
     final_validation = trainer.evaluate(evaluation, metric_key_prefix="validation")
     final_test = trainer.evaluate(test, metric_key_prefix="test")
@@ -1158,6 +1308,13 @@ def _train_in_staging(
     }
     if clock is not None:
         metrics["by_training_time"] = clock.results
+    if averaged_from:
+        metrics["averaged_checkpoints"] = averaged_from
+    if options.dataset:
+        metrics["dataset"] = {
+            "name": options.dataset, "config": options.dataset_config, "revision": options.dataset_revision,
+            "source": options.source_lang or options.source_column, "target": options.target_lang or options.target_column,
+        }  # fmt: skip
     if not is_main:
         return TrainingRunResult(output_dir, metrics)
 
@@ -1175,6 +1332,39 @@ def _train_in_staging(
     runs.publish_folder(staging, output_dir)
     (output_dir / runs.LOCK_FILE).unlink(missing_ok=True)
     return TrainingRunResult(output_dir, metrics)
+
+
+def _average_last_checkpoints(trainer: TransformerTrainer, checkpoints: Path, last: int, distributed) -> list[str]:
+    """Replace the trained weights by the mean of the last ``last`` checkpoints (§6.1); their names.
+
+    The final step is always among them (the trainer saves at the end of training). With ``last`` 1
+    nothing changes.
+    """
+    if last <= 1:
+        return []
+    from .averaging import average_checkpoints, checkpoint_paths
+
+    if _unsharded_class(trainer.model) is not None:
+        raise RunError(
+            "--average-last is not supported under FSDP (each process holds a shard); expected a run without it, "
+            "then `miniformer average --model RUN --last N` on its checkpoints."
+        )
+    if distributed is not None:
+        distributed.wait_for_everyone()  # the main process has finished writing the last checkpoint
+    paths = checkpoint_paths(checkpoints, min(last, len(_checkpoint_folders(checkpoints))))
+    if len(paths) < last:
+        logger.warning("--average-last %d: only %d checkpoint(s) were written; averaging those.", last, len(paths))
+    averaged = average_checkpoints(paths)
+    trainer.model.load_state_dict(averaged, strict=False)  # lm_head.weight is tied to the embedding
+    trainer.model.tie_weights()
+    logger.info("Averaged the weights of %s.", ", ".join(path.name for path in paths))
+    return [path.name for path in paths]
+
+
+def _checkpoint_folders(checkpoints: Path) -> list[Path]:
+    if not checkpoints.is_dir():
+        return []
+    return [path for path in checkpoints.iterdir() if path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")]
 
 
 def _check_sequence_lengths(data: DatasetDict, tokenizer, limit: int) -> None:

@@ -38,7 +38,8 @@ Behaviour mirrors the real Hub where the client depends on it:
   ``127.0.0.1``), carrying ``X-Linked-Etag`` (the sha256) and ``X-Linked-Size``, like the Hub's CDN redirect.
 * A commit is checked in full before anything is stored, so a rejected commit leaves the repo untouched.
 
-Use it in tests as a context manager::
+``HubServer.add_files`` commits files directly, for tests that only read a repo. Use it in tests as a
+context manager::
 
     with HubServer(tokens={"hf_alice": "alice"}) as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_alice", "HF_HOME": str(tmp_path / "hf_home")}
@@ -863,7 +864,24 @@ class HubServer:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    # -- introspection for tests -------------------------------------------------------------------------------------
+    # -- seeding and introspection for tests --------------------------------------------------------------------------
+
+    def add_files(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model", private: bool = False,
+                  title: str = "Upload files") -> str:
+        """Commit ``files`` (path -> content) to ``repo_id`` on ``main``, creating the repo if needed; returns the
+        commit sha. A shortcut for tests that need a repo to read from (a dataset of parquet files, say) and do not
+        test the upload itself."""
+        namespace, name = repo_id.split("/")
+        with self.state.lock:
+            repo = self.repo(repo_id, repo_type) or self.state.create_repo(repo_type, namespace, name, private,
+                                                                            namespace)
+            parent = repo.commits[repo.branches["main"]]
+            stored = {path: StoredFile(content, lfs=self.state.upload_mode(parent, path, len(content), content[:512]) ==
+                                       "lfs") for path, content in files.items()}
+            commit = self.state.new_commit(repo, parent, {**parent.files, **stored}, title, "", namespace)
+            repo.branches["main"] = commit.oid
+            return commit.oid
+
 
     def repo(self, repo_id: str, repo_type: str = "model") -> Repo | None:
         with self.state.lock:

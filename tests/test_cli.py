@@ -14,7 +14,7 @@ import pytest
 
 from miniformer_hf import cli
 
-COMMANDS = ("train", "generate", "evaluate", "visualize", "push")
+COMMANDS = ("train", "generate", "evaluate", "average", "visualize", "push")
 
 
 def miniformer_command() -> list[str]:

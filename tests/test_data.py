@@ -13,6 +13,7 @@ from miniformer_hf.data import (
     BUILTIN_TASKS,
     DEFAULT_LOCALES,
     DataError,
+    load_dataset_pairs,
     load_task,
     load_text_pairs,
     make_date_dataset,
@@ -387,3 +388,85 @@ def test_data_error_message_is_one_line_and_keeps_its_parts():
     assert str(error) == "data/train.csv: header has no column(s) ['tar get']; expected a header row naming 'target'"
     assert (error.path, error.expected) == ("data/train.csv", "a header row naming\n'target'")
     assert str(DataError(None, "no data files given", "a path")) == "no data files given; expected a path"
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets from the Hub, dataset folders and save_to_disk folders (the Hub itself: test_hub_datasets.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def translation_rows(count: int, start: int = 0) -> list[dict]:
+    return [{"translation": {"en": f"one {i}", "fr": f"un {i}"}, "id": str(i)} for i in range(start, start + count)]
+
+
+def write_parquet(folder, split: str, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / f"{split}-00000-of-00001.parquet")
+
+
+def test_dataset_folder_in_the_translation_layout_keeps_its_splits(tmp_path):
+    write_parquet(tmp_path / "pairs" / "data", "train", translation_rows(30))
+    write_parquet(tmp_path / "pairs" / "data", "validation", translation_rows(4, start=100))
+    write_parquet(tmp_path / "pairs" / "data", "test", translation_rows(3, start=200))
+    pairs = load_dataset_pairs(str(tmp_path / "pairs"), source_lang="en", target_lang="fr")
+    assert {name: len(split) for name, split in pairs.items()} == {"train": 30, "validation": 4, "test": 3}
+    assert pairs["test"].column_names == ["source", "target"]
+    assert pairs["test"][0] == {"source": "one 200", "target": "un 200"}
+    reverse = load_dataset_pairs(str(tmp_path / "pairs"), source_lang="fr", target_lang="en")
+    assert reverse["validation"][1] == {"source": "un 101", "target": "one 101"}
+
+
+def test_save_to_disk_folder_with_plain_columns_and_a_validation_percentage(tmp_path):
+    from datasets import Dataset
+
+    rows = {"question": [f"q{i}" for i in range(40)] + [""], "answer": [f"a{i}" for i in range(40)] + ["dropped"]}
+    DatasetDict(train=Dataset.from_dict(rows)).save_to_disk(tmp_path / "saved")
+    pairs = load_dataset_pairs(
+        str(tmp_path / "saved"), source_column="question", target_column="answer", validation_split_percentage=25
+    )
+    assert (len(pairs["train"]), len(pairs["validation"])) == (30, 10)  # the empty question is dropped first
+    assert "test" not in pairs
+    together = sorted((row["source"], row["target"]) for split in pairs.values() for row in split)
+    assert together == sorted((f"q{i}", f"a{i}") for i in range(40))
+    again = load_dataset_pairs(
+        str(tmp_path / "saved"), source_column="question", target_column="answer", validation_split_percentage=25
+    )
+    assert list(again["validation"]["source"]) == list(pairs["validation"]["source"])  # seeded
+
+
+def test_streaming_reads_pairs_and_holds_out_the_first_examples(tmp_path):
+    write_parquet(tmp_path / "pairs" / "data", "train", translation_rows(20))
+    pairs = load_dataset_pairs(
+        str(tmp_path / "pairs"), source_lang="en", target_lang="fr", streaming=True, validation_examples=3
+    )
+    assert [row["source"] for row in pairs["validation"]] == ["one 0", "one 1", "one 2"]
+    assert [row for row in pairs["train"]][:2] == [{"source": "one 3", "target": "un 3"}, {"source": "one 4", "target": "un 4"}]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(source_lang="en", target_lang="de"), r"language\(s\) \['de'\] not in the translation column.*\['en', 'fr'\]"),
+        (dict(source_lang="en"), "only one of --source-lang/--target-lang"),
+        (dict(), r"no column 'source'.*pass --source-lang and --target-lang"),
+        (dict(source_column="id", target_column="translation"), r"column 'translation' has type .*column of strings"),
+        (dict(source_lang="en", target_lang="fr", config="nope"), "cannot load the dataset"),
+    ],
+)
+def test_bad_dataset_requests_raise_one_line_data_errors(tmp_path, kwargs, message):
+    write_parquet(tmp_path / "pairs" / "data", "train", translation_rows(10))
+    with pytest.raises(DataError, match=message) as raised:
+        load_dataset_pairs(str(tmp_path / "pairs"), **kwargs)
+    assert "\n" not in str(raised.value) and "expected" in str(raised.value)
+
+
+def test_empty_split_and_unknown_dataset_are_data_errors(tmp_path):
+    write_parquet(tmp_path / "pairs" / "data", "train", translation_rows(10))
+    write_parquet(tmp_path / "pairs" / "data", "test", [{"translation": {"en": "", "fr": ""}, "id": "0"}])
+    with pytest.raises(DataError, match="split 'test' is empty"):
+        load_dataset_pairs(str(tmp_path / "pairs"), source_lang="en", target_lang="fr")
+    with pytest.raises(DataError, match="(not found|cannot be reached)"):
+        load_dataset_pairs(str(tmp_path / "no-such-folder"), source_lang="en", target_lang="fr")

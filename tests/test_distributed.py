@@ -121,3 +121,90 @@ def test_miniformer_train_runs_unchanged_under_accelerate_launch(tmp_path):
     assert metrics["max_steps"] == 20
     assert metrics["epochs"] > 20 * 128 / 2000 * 1.5  # two processes saw twice the examples per step
     assert (output_dir / "model.safetensors").is_file() and not (tmp_path / "run.incomplete").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# FSDP2 on the CPU: configs/accelerate_fsdp2_cpu.yaml, as documented in the README
+# ---------------------------------------------------------------------------------------------
+
+FSDP_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, os, sys
+    import torch
+    torch.set_num_threads(1)
+    from datasets import Dataset
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+    from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, TransformerTrainer
+
+    out_dir = sys.argv[1]
+    rank = int(os.environ["RANK"])
+    torch.manual_seed(0)
+    model = MiniformerForConditionalGeneration(
+        MiniformerConfig(vocab_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.1)
+    )
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    generator = torch.Generator().manual_seed(0)
+    rows = {"input_ids": [], "labels": []}
+    for _ in range(64):
+        ids = torch.randint(4, 64, (6,), generator=generator).tolist()
+        rows["input_ids"].append(ids + [2])
+        rows["labels"].append(ids[::-1] + [2])
+    trainer = TransformerTrainer(
+        model, output_dir=os.path.join(out_dir, "checkpoints"), learning_rate=1e-3, batch_size=8, seed=0,
+        save_strategy="steps", save_steps=3, disable_tqdm=True,
+    )
+    trainer.train(Dataset.from_dict(rows), max_steps=6)
+    trainer.save_model(os.path.join(out_dir, "final"))  # every rank: the full weights are gathered from all
+    held, local, full = {}, 0, 0
+    for name, parameter in model.named_parameters():
+        sharded = isinstance(parameter, DTensor)
+        tensor = parameter.full_tensor() if sharded else parameter  # a collective: every rank gathers
+        held[name] = tensor.detach().clone()
+        local += parameter.to_local().numel() if sharded else parameter.numel()
+        full += tensor.numel()
+    torch.save(held, os.path.join(out_dir, f"held{rank}.pt"))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+        json.dump({"fsdp": isinstance(model, FSDPModule), "local": local, "full": full,
+                   "moved": any(not torch.equal(held[n], initial[n]) for n in held),
+                   "backend": torch.distributed.get_backend(), "world_size": trainer.hf_trainer.args.world_size},
+                  handle)
+    """
+)
+
+
+def test_accelerate_launch_fsdp2_on_cpu_shards_trains_and_saves_the_full_model(tmp_path):
+    accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
+    import torch
+
+    from miniformer_hf import MiniformerForConditionalGeneration
+
+    config_file = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "accelerate_fsdp2_cpu.yaml")
+    script = tmp_path / "train_fsdp.py"
+    script.write_text(FSDP_SCRIPT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [accelerate, "launch", "--config_file", config_file, "--main_process_port", _free_port(),
+               str(script), str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert all(r["fsdp"] and r["world_size"] == 2 and r["backend"] == "gloo" for r in reports), reports
+    assert all(r["moved"] for r in reports), "training did not change the weights"
+    # Sharded: each process keeps about half of the parameters, not a full replica as under DDP.
+    assert all(r["local"] < 0.6 * r["full"] for r in reports), reports
+    held = [torch.load(tmp_path / f"held{rank}.pt") for rank in range(2)]
+    assert held[0].keys() == held[1].keys()
+    assert all(torch.equal(held[0][name], held[1][name]) for name in held[0])
+
+    for folder in (tmp_path / "final", tmp_path / "checkpoints" / "checkpoint-6"):
+        files = set(os.listdir(folder))
+        assert {"model.safetensors", "config.json", "modeling_miniformer.py"} <= files, files
+        assert not any(name.startswith("_fsdp") for name in files), files  # torch's sources are not the model's
+    saved = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "final")
+    state = saved.state_dict()
+    for name, tensor in held[0].items():
+        assert torch.equal(state[name], tensor), name
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint-3", "checkpoint-6"]
+    at_six = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "checkpoints" / "checkpoint-6")
+    assert all(torch.equal(at_six.state_dict()[name], tensor) for name, tensor in held[0].items())

@@ -1,0 +1,129 @@
+"""`miniformer train --dataset` against a Hub: the local Hub server (tests/hub_server.py) serves dataset
+repositories of parquet files written here, and the real `datasets`/`huggingface_hub` clients reach it
+through HF_ENDPOINT. No internet is needed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hub_server import HubServer
+
+REPO = "you/tiny-pairs"
+WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
+FRENCH = ["un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit"]
+
+
+def parquet(rows: list[dict]) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    return buffer.getvalue()
+
+
+def translation_rows(count: int, offset: int = 0) -> list[dict]:
+    return [
+        {"translation": {"en": f"{WORDS[i % 8]} {WORDS[(i // 8) % 8]}", "fr": f"{FRENCH[i % 8]} {FRENCH[(i // 8) % 8]}"}}
+        for i in range(offset, offset + count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer() as server:
+        files = {
+            "data/train-00000-of-00001.parquet": parquet(translation_rows(48)),
+            "data/validation-00000-of-00001.parquet": parquet(translation_rows(8, offset=48)),
+            "data/test-00000-of-00001.parquet": parquet(translation_rows(8, offset=56)),
+        }
+        server.first_commit = server.add_files(REPO, files, repo_type="dataset")
+        # A second revision with a bigger train split: --dataset-revision must pick the first one.
+        server.add_files(REPO, {"data/train-00000-of-00001.parquet": parquet(translation_rows(56))}, "dataset")
+        server.add_files("you/empty-test", {**files, "data/test-00000-of-00001.parquet": parquet(
+            [{"translation": {"en": "", "fr": ""}}])}, "dataset")  # fmt: skip
+        server.add_files("you/number-targets", {"data/train-00000-of-00001.parquet": parquet(
+            [{"source": f"s{i}", "target": i} for i in range(20)])}, "dataset")  # fmt: skip
+        yield server
+        assert server.unhandled == [], f"the client called routes the local hub does not serve: {server.unhandled}"
+
+
+def miniformer_train(hub: HubServer, tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update(
+        HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+    )  # fmt: skip
+    command = [sys.executable, "-m", "miniformer_hf.cli", "train", "--size", "tiny", "--max-steps", "4",
+               "--eval-steps", "4", "--eval-samples", "4", "--no-visualize", "-q", *arguments]  # fmt: skip
+    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_train_on_a_hub_dataset_in_the_translation_layout(hub, tmp_path):
+    run = tmp_path / "runs" / "tiny-pairs"
+    result = miniformer_train(hub, tmp_path, "--dataset", REPO, "--source-lang", "en", "--target-lang", "fr",
+                              "--dataset-revision", hub.first_commit, "--output-dir", str(run))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_samples"] == 48  # the first revision's train split, not the newer one (56)
+    assert metrics["num_evaluated"] == {"validation": 4, "test": 4}
+    assert metrics["dataset"] == {"name": REPO, "config": None, "revision": hub.first_commit, "source": "en",
+                                  "target": "fr"}  # fmt: skip
+    assert (run / "model.safetensors").is_file() and (run / "tokenizer.json").is_file()
+    tokenizer = json.loads((run / "tokenizer.json").read_text())
+    vocabulary = "".join(tokenizer["model"]["vocab"])
+    assert "q" in vocabulary and "x" in vocabulary  # "quatre", "deux": the target side trained the tokenizer too
+    assert any("/datasets/you/tiny-pairs/resolve/" in path for _, path, _ in hub.request_log)
+
+
+BAD_INPUT = {
+    "unknown dataset": (["--dataset", "you/no-such-dataset", "--source-lang", "en", "--target-lang", "fr"],
+                        "dataset not found"),
+    "missing language": (["--dataset", REPO, "--source-lang", "en", "--target-lang", "de"],
+                         r"language\(s\) \['de'\] not in"),
+    "empty split": (["--dataset", "you/empty-test", "--source-lang", "en", "--target-lang", "fr"],
+                    "split 'test' is empty"),
+    "wrong column type": (["--dataset", "you/number-targets"], r"column 'target' has type Value\('int64'\)"),
+}  # fmt: skip
+
+# One process runs every bad command (imports are the slow part); each one's exit code and stderr are kept.
+BAD_INPUT_SCRIPT = """
+import contextlib, io, json, sys
+from miniformer_hf.cli import main
+results = {}
+for name, arguments in json.loads(sys.argv[1]).items():
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(arguments)
+    results[name] = {"code": code, "stderr": stderr.getvalue()}
+print(json.dumps(results))
+"""
+
+
+def test_bad_dataset_input_fails_before_training_and_writes_nothing(hub, tmp_path):
+    import re
+
+    commands = {
+        name: ["train", "--size", "tiny", "--max-steps", "4", "--no-visualize", "-q", *arguments,
+               "--output-dir", str(tmp_path / "runs" / name.replace(" ", "-"))]
+        for name, (arguments, _) in BAD_INPUT.items()
+    }  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1")
+    completed = subprocess.run([sys.executable, "-c", BAD_INPUT_SCRIPT, json.dumps(commands)], env=env,
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    for name, (_, message) in BAD_INPUT.items():
+        code, stderr = results[name]["code"], results[name]["stderr"]
+        errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+        assert code == 1, (name, stderr)
+        assert len(errors) == 1 and errors[0].startswith("miniformer train: error:"), (name, stderr)
+        assert re.search(message, errors[0]) and "expected" in errors[0], (name, errors[0])
+        assert "Traceback" not in stderr, (name, stderr)
+    assert not (tmp_path / "runs").exists()  # no run folder, no .incomplete folder, for any of them
