@@ -1,4 +1,4 @@
-"""The ``miniformer`` command: train, generate, evaluate, visualize, push.
+"""The ``miniformer`` command: train, generate, evaluate, visualize, demo, push.
 
 ``miniformer train`` with no arguments trains the seed-size model on the built-in date task and
 writes a run folder (model, tokenizer, generation config, model card, metrics, loss curve, attention
@@ -402,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
     else:
         add_visualize_arguments(visualize)
+    demo = commands.add_parser(
+        "demo",
+        help="a live attention page (Gradio) for a run folder or Hub repo",
+        description="Serve a local web page: type a source text, see the output (greedy or beam), the attention of "
+        "each generated token over the source, and the top next tokens. Needs the demo extra.",
+    )
+    from .demo import add_demo_arguments  # standard library and torch only; Gradio is imported when the page starts
+
+    add_demo_arguments(demo)
     push = commands.add_parser(
         "push",
         help="upload a run folder to the Hugging Face Hub",
@@ -894,6 +903,10 @@ def main(argv: list[str] | None = None) -> int:
             from .visualization import run_visualize
 
             return run_visualize(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args)
         from .sharing import run_push
 
         return run_push(args)
@@ -909,6 +922,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except ImportError as error:  # an optional extra that is not installed; the message says how to install it
+        print(f"miniformer {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as error:  # unwritable folders, models that do not fit the data, SharingError ...
         print(
             f"miniformer {args.command}: error: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr
