@@ -450,8 +450,8 @@ def build_app(demo_model: DemoModel, *, top_k: int = 5) -> Any:
                                   elem_id="mf-beams-table", interactive=False)
         with gr.Row():
             kind = gr.Radio(kind_choices, value="cross", label="Attention", elem_id="mf-kind")
-            layer = gr.Dropdown(layer_choices, value=layer_choices[-1], label="Layer", elem_id="mf-layer")
-            head = gr.Dropdown(head_choices, value=MEAN_OF_HEADS, label="Head", elem_id="mf-head")
+            layer = gr.Radio(layer_choices, value=layer_choices[-1], label="Layer", elem_id="mf-layer")
+            head = gr.Radio(head_choices, value=MEAN_OF_HEADS, label="Head", elem_id="mf-head")
         attention_view = gr.HTML(attention_view_html(None), elem_id="mf-attention")
         gr.Markdown("### Step by step: the most likely next tokens at each generated position")
         top_k_view = gr.HTML("", elem_id="mf-topk")
