@@ -16,56 +16,24 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from . import runs
+from .runs import RunError, TrainingRunOptions
+
 logger = logging.getLogger("miniformer_hf.cli")
 
-# The seed's model and the paper's base model (Table 3); explicit --d-model etc. override them.
-MODEL_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.1),
-    "seed": dict(d_model=64, n_heads=4, n_layers=3, d_ff=256, dropout=0.1),
-    "small": dict(d_model=128, n_heads=4, n_layers=3, d_ff=512, dropout=0.1),
-    "base": dict(d_model=512, n_heads=8, n_layers=6, d_ff=2048, dropout=0.1),
-}
-
-# Tuned so that the default run (seed model, date task) finishes within 10 minutes on 2 CPU cores.
-DEFAULTS = dict(
-    task="dates",
-    size="seed",
-    batch_size=128,
-    learning_rate=3e-3,
-    schedule="inverse_sqrt",
-    warmup_steps=200,
-    label_smoothing=0.1,
-    max_steps=2000,
-    eval_steps=500,
-    logging_steps=50,
-    eval_samples=1000,
-    threads=1,
-    seed=0,
-    group_by_length=False,
-)
-
-INCOMPLETE_SUFFIX = ".incomplete"
-CHECKPOINTS = "checkpoints"
-RUN_ARGUMENTS = "run_arguments.json"
-# Arguments that must match when resuming (they decide the model, the data or the tokenizer).
-RESUME_MUST_MATCH = (
-    "task", "train_file", "validation_file", "test_file", "source_column", "target_column", "tokenizer",
-    "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed",
-)  # fmt: skip
+# Re-exported for scripts and tests that read them here; they live with the run options.
+INCOMPLETE_SUFFIX = runs.INCOMPLETE_SUFFIX
+MODEL_SIZES = runs.MODEL_SIZES
+DEFAULTS = runs.DEFAULTS
 
 
-class CommandError(Exception):
-    """A problem to report on one line; ``exit_code`` 1 (data/model/state) or 2 (usage)."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(" ".join(str(message).split()))
-        self.exit_code = exit_code
+# A problem to report on one line; ``exit_code`` 1 (data/model/state) or 2 (usage).
+CommandError = RunError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,13 +89,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, *, training: bool) -> None:
-    from .data import BUILTIN_TASKS
-
     group = parser.add_argument_group("data")
     if training:
         group.add_argument(
             "--task",
-            choices=sorted(BUILTIN_TASKS),
+            choices=sorted(runs.TASK_NAMES),
             default=None,
             help=f"built-in task, generated locally (default: {DEFAULTS['task']}, unless --train-file is given)",
         )
@@ -154,14 +120,11 @@ def _add_data_arguments(parser: argparse.ArgumentParser, *, training: bool) -> N
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .tokenization import TOKENIZER_KINDS
-    from .training import SCHEDULES
-
     _add_data_arguments(parser, training=True)
     group = parser.add_argument_group("tokenizer")
     group.add_argument(
         "--tokenizer",
-        choices=TOKENIZER_KINDS,
+        choices=runs.TOKENIZER_KINDS,
         default="char",
         help="tokenizer trained on the training text: char (one token per character; default) or bpe (byte-level BPE)",
     )
@@ -215,7 +178,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--schedule",
-        choices=SCHEDULES,
+        choices=runs.SCHEDULES,
         default=DEFAULTS["schedule"],
         help="learning-rate schedule: inverse_sqrt (linear warmup then ~1/sqrt(step), the paper's shape; default), "
         "paper (§5.3 exactly, Adam beta2 0.98 eps 1e-9), linear, cosine, constant, constant_with_warmup",
@@ -364,6 +327,30 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_visualize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``miniformer visualize --model DIR "source text" --out DIR``."""
+    parser.add_argument("source", help="source text to encode (quote it)")
+    parser.add_argument("--model", required=True, help="run folder written by `miniformer train` (or any saved model)")
+    parser.add_argument("--out", required=True, help="folder to write the HTML views and PNG plots into")
+    parser.add_argument("--target", default=None, help="also show the model teacher-forced on this target text")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest generated output (default 64)")
+    parser.add_argument("--num-beams", type=int, default=None, help="beam size (default: the model's generation config)")
+    return parser
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``miniformer push``."""
+    parser.add_argument("--model", required=True, metavar="DIR", help="run folder written by `miniformer train`")
+    parser.add_argument(
+        "--repo-id", required=True, metavar="NAME", help="Hub repository, e.g. your-name/miniformer-dates"
+    )
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--revision", default=None, metavar="BRANCH", help="branch to push to (default: main)")
+    parser.add_argument("--token", default=None, help="Hub access token (default: HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--commit-message", default=None, help="message of the upload commit")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="miniformer",
@@ -394,21 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="attention views of one example",
         description="Write attention heatmaps and offline bertviz HTML for one source text.",
     )
-    try:
-        from .visualization import add_visualize_arguments
-    except ImportError as error:
-        visualize.set_defaults(
-            unavailable=f"miniformer visualize is unavailable ({error}); install the viz extra: pip install 'miniformer-hf[viz]'"
-        )
-    else:
-        add_visualize_arguments(visualize)
+    add_visualize_arguments(visualize)
     demo = commands.add_parser(
         "demo",
         help="a live attention page (Gradio) for a run folder or Hub repo",
         description="Serve a local web page: type a source text, see the output (greedy or beam), the attention of "
         "each generated token over the source, and the top next tokens. Needs the demo extra.",
     )
-    from .demo import add_demo_arguments  # standard library and torch only; Gradio is imported when the page starts
+    from .demo import add_demo_arguments  # the standard library only; Gradio and torch load when the page starts
 
     add_demo_arguments(demo)
     push = commands.add_parser(
@@ -416,12 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="upload a run folder to the Hugging Face Hub",
         description="Upload a run folder (model, tokenizer, model card) to the Hugging Face Hub.",
     )
-    try:
-        from .sharing import add_push_arguments
-    except ImportError as error:
-        push.set_defaults(unavailable=f"miniformer push is unavailable in this installation ({error})")
-    else:
-        add_push_arguments(push)
+    add_push_arguments(push)
     return parser
 
 
@@ -440,33 +415,11 @@ def _configure_logging(quiet: bool) -> None:
     transformers.utils.logging.set_verbosity_warning()
     if quiet:
         datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()  # "Writing model shards", "Loading weights"
 
 
 def _load_model_and_tokenizer(model_dir: str):
-    path = Path(model_dir)
-    if not path.exists():
-        raise CommandError(f"--model {model_dir}: no such folder; expected a run folder written by `miniformer train`.")
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise CommandError(
-            f"--model {model_dir}: not a saved model folder (no config.json); expected a run folder written by "
-            "`miniformer train` or save_pretrained. Check the path."
-        )
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    import miniformer_hf  # noqa: F401  (registers Miniformer with the Auto classes)
-
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # a weight-loading bar is noise around one command's output
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as error:
-        raise CommandError(
-            f"--model {model_dir}: cannot load the model or its tokenizer ({error}); expected a run folder from `miniformer train`."
-        ) from error
-    model.eval()
-    return model, tokenizer
+    return runs.load_run_folder(model_dir)
 
 
 def _generation_kwargs(args) -> dict[str, int]:
@@ -478,339 +431,36 @@ def _generation_kwargs(args) -> dict[str, int]:
     return kwargs
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-
-
 # ---------------------------------------------------------------------------------------------
 # miniformer train
 # ---------------------------------------------------------------------------------------------
 
 
-def _model_sizes(args) -> dict[str, Any]:
-    sizes = dict(MODEL_SIZES[args.size])
-    for name in ("d_model", "n_heads", "n_layers", "d_ff", "dropout"):
-        if getattr(args, name) is not None:
-            sizes[name] = getattr(args, name)
-    if sizes["d_model"] % sizes["n_heads"]:
-        raise CommandError(
-            f"--d-model {sizes['d_model']} is not divisible by --n-heads {sizes['n_heads']}; expected d_model a multiple of n_heads.",
-            2,
-        )
-    return sizes
-
-
-def _load_training_data(args):
-    """The DatasetDict to train on (train, validation, test), raising DataError on bad files."""
-    from .data import load_task, load_text_pairs
-
-    if args.train_file:
-        files = {"train": args.train_file}
-        if args.validation_file:
-            files["validation"] = args.validation_file
-        if args.test_file:
-            files["test"] = args.test_file
-        data = load_text_pairs(files, args.source_column, args.target_column, seed=args.seed)
-    else:
-        kwargs = {"seed": args.seed}
-        if args.num_train is not None:
-            kwargs["num_train"] = args.num_train
-        data = load_task(args.task or DEFAULTS["task"], **kwargs)
-    if "test" not in data:
-        data["test"] = data["validation"]
-    return data
-
-
-def _check_output_folder(args, output_dir: Path, staging: Path) -> None:
-    if args.resume:
-        if not staging.is_dir() and not (output_dir / CHECKPOINTS).is_dir():
-            raise CommandError(
-                f"--resume: no checkpoints in {staging} or {output_dir / CHECKPOINTS}; expected the --output-dir of an "
-                "earlier run (and the same flags). Drop --resume to start a new run."
-            )
-        return
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not args.overwrite:
-        raise CommandError(
-            f"--output-dir {output_dir} already exists and is not empty; pass --overwrite to replace it when the new run "
-            "finishes, --resume to continue it, or choose another --output-dir.",
-            2,
-        )
-    if staging.exists() and not args.overwrite:
-        raise CommandError(
-            f"an interrupted run was found in {staging}; pass --resume to continue it, --overwrite to start over, "
-            "or choose another --output-dir.",
-            2,
-        )
-
-
-def _resume_arguments_match(args, staging: Path) -> None:
-    saved_path = staging / RUN_ARGUMENTS
-    if not saved_path.is_file():
-        return
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    current = vars(args)
-    different = [name for name in RESUME_MUST_MATCH if name in saved and saved[name] != current.get(name)]
-    if different:
-        details = ", ".join(
-            f"--{name.replace('_', '-')} {saved[name]!r} (now {current.get(name)!r})" for name in different
-        )
-        raise CommandError(
-            f"--resume with different data/model flags: the run used {details}; expected the same flags as the interrupted run.",
-            2,
-        )
-
-
-def _write_loss_curve(log_history: list[dict], path: Path) -> Path | None:
+def _display_path(path: Path) -> str:
+    """``path`` relative to the current folder when it lies inside it (runs/dates), else absolute."""
     try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        logger.warning("matplotlib is not installed, so no loss curve was drawn; install the viz extra.")
-        return None
-    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
-    evaluation = [(entry["step"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
-    accuracy = [(entry["step"], entry["eval_exact_match"]) for entry in log_history if "eval_exact_match" in entry]
-    figure = Figure(figsize=(7, 4), dpi=120)
-    axes = figure.add_subplot(1, 1, 1)
-    if train:
-        axes.plot(*zip(*train), label="training loss (label-smoothed)")
-    if evaluation:
-        axes.plot(*zip(*evaluation), "o-", label="validation loss")
-    axes.set_xlabel("step")
-    axes.set_ylabel("cross-entropy")
-    axes.set_yscale("log")
-    axes.grid(alpha=0.3)
-    handles, labels = axes.get_legend_handles_labels()
-    if accuracy:
-        right = axes.twinx()
-        right.plot(*zip(*accuracy), "s--", color="tab:green", label="validation exact match")
-        right.set_ylabel("exact match")
-        right.set_ylim(0, 1.02)
-        more_handles, more_labels = right.get_legend_handles_labels()
-        handles, labels = handles + more_handles, labels + more_labels
-    if handles:
-        axes.legend(handles, labels, loc="center right")  # the curves run along the top and bottom edges
-    axes.set_title("Miniformer training")
-    figure.tight_layout()
-    figure.savefig(path)
-    return path
-
-
-def _write_model_card(run_dir: Path, config, metrics: dict[str, Any], num_parameters: int) -> None:
-    try:
-        from .sharing import render_model_card
-    except ImportError as error:
-        logger.warning("No model card written (%s).", error)
-        return
-    render_model_card(config, metrics=metrics, num_parameters=num_parameters).save(run_dir / "README.md")
-
-
-def _visualize(model, tokenizer, example: dict[str, str], out_dir: Path, max_new_tokens: int) -> dict[str, str]:
-    try:
-        from .visualization import visualize_example
-    except ImportError as error:
-        logger.warning("No attention visualization (%s); install the viz extra.", error)
-        return {}
-    try:
-        written = visualize_example(
-            model, tokenizer, example["source"], out_dir, target_text=example["target"], max_new_tokens=max_new_tokens
-        )
-    except Exception as error:  # a plot must not fail a finished training run
-        logger.warning(
-            "The attention visualization failed (%s: %s); the run is complete without it.", type(error).__name__, error
-        )
-        return {}
-    return {name: os.path.relpath(path, out_dir.parent) for name, path in written.items()}
-
-
-def _finalise(staging: Path, output_dir: Path) -> None:
-    """Move the finished staging folder to ``output_dir``, replacing an old run only now."""
-    previous = None
-    if output_dir.exists():
-        previous = output_dir.with_name(f"{output_dir.name}.replaced-{os.getpid()}")
-        os.replace(output_dir, previous)
-    os.replace(staging, output_dir)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
-
-
-def _distributed_state():
-    """accelerate's process state when several processes were launched (torchrun, accelerate launch)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    import torch
-    from accelerate import PartialState
-
-    # The same choice as TransformerTrainer's: gloo on the CPU when there is no accelerator.
-    return PartialState(cpu=not torch.accelerator.is_available())
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def run_train(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from transformers import PreTrainedTokenizerFast, set_seed
+    from .training import run_training
 
-    from . import MiniformerConfig, MiniformerForConditionalGeneration
-    from .tokenization import train_tokenizer
-    from .training import (
-        TrainingClockCallback,
-        TransformerTrainer,
-        compute_text_metrics,
-        generate_texts,
-        last_complete_checkpoint,
-    )
-
-    started = time.perf_counter()
-    if args.schedule == "paper" and args.learning_rate is not None:
-        raise CommandError(
-            "--learning-rate conflicts with --schedule paper (the paper fixes the peak at d_model^-0.5 * warmup^-0.5); drop one of them.",
-            2,
-        )
-    if args.train_file is None and (args.validation_file or args.test_file):
-        raise CommandError("--validation-file/--test-file need --train-file; expected your own training file too.", 2)
-    if args.train_file and args.task:
-        raise CommandError(
-            "--task and --train-file both given; expected a built-in task or your own files, not both.", 2
-        )
-    if args.train_file and args.num_train:
-        raise CommandError("--num-train only applies to built-in tasks; drop it with --train-file.", 2)
-    task_name = Path(args.train_file).stem if args.train_file else (args.task or DEFAULTS["task"])
-    output_dir = Path(args.output_dir or Path("runs") / task_name)
-    staging = output_dir.with_name(output_dir.name + INCOMPLETE_SUFFIX)
-    sizes = _model_sizes(args)
-    _check_output_folder(args, output_dir, staging)
-    if args.resume and staging.is_dir():
-        _resume_arguments_match(args, staging)
-    elif args.resume:
-        _resume_arguments_match(args, output_dir)
-
-    data = _load_training_data(args)  # DataError (bad file) surfaces here, before anything is written
-    set_seed(args.seed)
-    # Under torchrun / accelerate launch, the main process writes files and the others wait for it.
-    distributed = _distributed_state()
-    is_main = distributed is None or distributed.is_main_process
-    if distributed is not None:
-        distributed.wait_for_everyone()  # every process has checked the folders before any is created
-
-    # Everything is written into the staging folder; a fresh run starts from an empty one.
-    if is_main:
-        if args.resume and not staging.is_dir():
-            shutil.copytree(output_dir, staging)  # continue a finished run without touching it until the end
-        elif not args.resume and staging.exists():
-            shutil.rmtree(staging)  # --overwrite: start over
-        staging.mkdir(parents=True, exist_ok=True)
-    resuming = args.resume and last_complete_checkpoint(staging / CHECKPOINTS) is not None
-    if is_main and not (resuming and (staging / "tokenizer.json").is_file()):
-        texts = list(data["train"]["source"]) + list(data["train"]["target"])
-        kind_kwargs = {"vocab_size": args.vocab_size} if args.tokenizer == "bpe" else {}
-        train_tokenizer(texts, kind=args.tokenizer, **kind_kwargs).save_pretrained(staging)
-    if is_main:
-        _write_json(staging / RUN_ARGUMENTS, {k: v for k, v in vars(args).items() if k not in ("func",)})
-    if distributed is not None:
-        distributed.wait_for_everyone()
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(staging)  # the same tokenizer in every process
-
-    config = MiniformerConfig(vocab_size=len(tokenizer), **sizes)
-    model = MiniformerForConditionalGeneration(config)
-    logger.info("Model: %s parameters, %s", f"{model.num_parameters():,}", sizes)
-
-    evaluation = data["validation"].select(range(min(args.eval_samples, len(data["validation"]))))
-    test = data["test"].select(range(min(args.eval_samples, len(data["test"]))))
-    callbacks = []
-    clock = None
-    if args.eval_at_seconds:
-
-        def test_exact_match(current_model) -> dict[str, float]:
-            predictions = generate_texts(current_model, tokenizer, test["source"], batch_size=256)
-            return {"exact_match": compute_text_metrics(predictions, test["target"])["exact_match"]}
-
-        clock = TrainingClockCallback(args.eval_at_seconds, test_exact_match, path=staging / "metrics_by_time.json")
-        callbacks.append(clock)
-
-    warmup = (
-        args.warmup_steps
-        if args.warmup_steps is not None
-        else (None if args.schedule == "paper" else DEFAULTS["warmup_steps"])
-    )
-    length = (
-        {"num_train_epochs": args.epochs} if args.epochs else {"max_steps": args.max_steps or DEFAULTS["max_steps"]}
-    )
-    trainer = TransformerTrainer(
-        model,
-        tokenizer,
-        learning_rate=None if args.schedule == "paper" else (args.learning_rate or DEFAULTS["learning_rate"]),
-        batch_size=args.batch_size,
-        schedule=args.schedule,
-        warmup_steps=warmup,
-        label_smoothing=args.label_smoothing,
-        output_dir=staging / CHECKPOINTS,
-        max_new_tokens=args.max_new_tokens,
-        callbacks=callbacks,
-        seed=args.seed,
-        eval_strategy="steps",
-        eval_steps=args.eval_steps,
-        save_strategy="steps",
-        save_steps=args.eval_steps,
-        save_total_limit=1,
-        logging_steps=args.logging_steps,
-        per_device_eval_batch_size=max(args.batch_size, 256),
-        disable_tqdm=args.quiet,
-        dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
-        **length,
-    )
-    train_output = trainer.train(
-        data["train"], eval_dataset=evaluation, resume_from_checkpoint=True if resuming else None
-    )
-    training_seconds = time.perf_counter() - started
-
-    final_validation = trainer.evaluate(evaluation, metric_key_prefix="validation")
-    final_test = trainer.evaluate(test, metric_key_prefix="test")
-    arguments = trainer.hf_trainer.args
-    # Flat keys as the model card (miniformer_hf.sharing) reads them; "eval_*" are the held-out test split.
-    metrics: dict[str, Any] = {
-        "task": task_name,
-        "eval_split": "test",
-        **{f"eval_{name}": final_test[f"test_{name}"] for name in ("exact_match", "cer", "bleu", "chrf", "loss")},
-        **{
-            f"validation_{name}": final_validation[f"validation_{name}"]
-            for name in ("exact_match", "cer", "bleu", "loss")
-        },
-        "train_runtime": train_output.metrics.get("train_runtime"),
-        "train_loss": train_output.metrics.get("train_loss"),
-        "max_steps": trainer.hf_trainer.state.global_step,
-        "epochs": round(trainer.hf_trainer.state.epoch or 0, 3),
-        "learning_rate": arguments.learning_rate,
-        "schedule": args.schedule,
-        "warmup_steps": arguments.warmup_steps,
-        "per_device_train_batch_size": arguments.per_device_train_batch_size,
-        "label_smoothing": arguments.label_smoothing_factor,
-        "seed": args.seed,
-        "train_samples": len(data["train"]),
-        "num_evaluated": {"validation": len(evaluation), "test": len(test)},
-        "num_parameters": model.num_parameters(),
-        "model": sizes,
-        "tokenizer": args.tokenizer,
-        "threads": args.threads,
-    }
-    if clock is not None:
-        metrics["by_training_time"] = clock.results
-    if not is_main:
+    result = run_training(TrainingRunOptions.from_namespace(args))
+    shown = _display_path(result.output_dir)
+    if result.already_finished:
+        print(f"Run folder: {shown} already finished all its steps; nothing was changed.")
         return 0
-
-    trainer.save_model(staging)  # safetensors, config (auto_map), code files, generation config, tokenizer
-    _write_json(staging / "log_history.json", trainer.hf_trainer.state.log_history)
-    _write_loss_curve(trainer.hf_trainer.state.log_history, staging / "loss_curve.png")
-    if not args.no_visualize:
-        metrics["attention"] = _visualize(model, tokenizer, test[0], staging / "attention", trainer.max_new_tokens)
-    metrics["training_wall_seconds"] = training_seconds
-    metrics["wall_seconds"] = time.perf_counter() - started
-    _write_json(staging / "metrics.json", metrics)
-    _write_model_card(staging, config, metrics, model.num_parameters())
-    _finalise(staging, output_dir)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    metrics = result.metrics
     print(
-        f"Run folder: {output_dir}\n"
-        f"Held-out exact match: {metrics['eval_exact_match']:.4f} ({len(test)} test examples); "
+        f"Run folder: {shown}\n"
+        f"Held-out exact match: {metrics['eval_exact_match']:.4f} ({metrics['num_evaluated']['test']} test examples); "
         f"CER {metrics['eval_cer']:.4f}; BLEU {metrics['eval_bleu']:.1f}\n"
         f"Steps: {metrics['max_steps']}; wall time {metrics['wall_seconds']:.0f} s"
     )
@@ -868,7 +518,7 @@ def run_evaluate(args) -> int:
             {"source": s, "target": t, "prediction": p}
             for s, t, p in zip(dataset["source"], dataset["target"], predictions)
         ]
-        _write_json(Path(args.output), {"metrics": metrics, "predictions": records})
+        runs.write_json(Path(args.output), {"metrics": metrics, "predictions": records})
     return 0
 
 
@@ -876,7 +526,41 @@ def run_evaluate(args) -> int:
 # Entry point
 # ---------------------------------------------------------------------------------------------
 
-COMMANDS = {"train": run_train, "generate": run_generate, "evaluate": run_evaluate}
+def run_visualize(args) -> int:
+    try:
+        from .visualization import run_visualize as visualize
+    except ImportError as error:
+        raise CommandError(
+            f"miniformer visualize is unavailable ({error}); install the viz extra: pip install 'miniformer-hf[viz]'"
+        ) from error
+    return visualize(args)
+
+
+def run_demo(args) -> int:
+    from .demo import DemoError, run_demo as demo
+
+    try:
+        return demo(args)
+    except (DemoError, ImportError) as error:  # ImportError: the demo extra; its message says how to install it
+        raise CommandError(str(error)) from error
+
+
+def run_push(args) -> int:
+    try:
+        from .sharing import run_push as push
+    except ImportError as error:
+        raise CommandError(f"miniformer push is unavailable in this installation ({error})") from error
+    return push(args)
+
+
+COMMANDS = {
+    "train": run_train,
+    "generate": run_generate,
+    "evaluate": run_evaluate,
+    "visualize": run_visualize,
+    "demo": run_demo,
+    "push": run_push,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -889,28 +573,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    if getattr(args, "unavailable", None):
-        print(f"miniformer {args.command}: error: {args.unavailable}", file=sys.stderr)
+    try:
+        _configure_logging(getattr(args, "quiet", False))
+        from .data import DataError
+    except ImportError as error:
+        print(f"miniformer {args.command}: error: {error}; reinstall miniformer-hf", file=sys.stderr)
         return 1
-    _configure_logging(getattr(args, "quiet", False))
-
-    from .data import DataError
 
     try:
-        if args.command in COMMANDS:
-            return COMMANDS[args.command](args)
-        if args.command == "visualize":
-            from .visualization import run_visualize
-
-            return run_visualize(args)
-        if args.command == "demo":
-            from .demo import run_demo
-
-            return run_demo(args)
-        from .sharing import run_push
-
-        return run_push(args)
-    except CommandError as error:
+        return COMMANDS[args.command](args)
+    except RunError as error:
         print(f"miniformer {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
     except DataError as error:
@@ -922,9 +594,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except ImportError as error:  # an optional extra that is not installed; the message says how to install it
-        print(f"miniformer {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
     except (OSError, ValueError) as error:  # unwritable folders, models that do not fit the data, SharingError ...
         print(
             f"miniformer {args.command}: error: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr

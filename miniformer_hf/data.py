@@ -354,7 +354,7 @@ def _read_json_rows(path: str, suffix: str, text: str) -> Iterable[tuple[str, ob
             ) from error
 
 
-def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
+def _read_pairs(path: str, source_column: str, target_column: str, with_origin: bool = False) -> Dataset:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _SUPPORTED_SUFFIXES:
         problem = f"unsupported file extension {suffix or '(none)'!r}"
@@ -363,6 +363,7 @@ def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
     columns = (source_column, target_column)
     sources: list[str] = []
     targets: list[str] = []
+    origins: list[str] = []
 
     if suffix in _JSON_SUFFIXES:
         for where, row in _read_json_rows(path, suffix, text):
@@ -377,6 +378,7 @@ def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
                 )
             sources.append(_check_value(path, where, source_column, row[source_column]))
             targets.append(_check_value(path, where, target_column, row[target_column]))
+            origins.append(f"{path} {where}")
     else:
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_CSV_DELIMITERS[suffix])
         header = reader.fieldnames or []
@@ -393,21 +395,30 @@ def _read_pairs(path: str, source_column: str, target_column: str) -> Dataset:
                 where = f"line {reader.line_num}"
                 sources.append(_check_value(path, where, source_column, row[source_column]))
                 targets.append(_check_value(path, where, target_column, row[target_column]))
+                origins.append(f"{path} {where}")
         except csv.Error as error:
             raise DataError(path, f"malformed CSV near line {reader.line_num} ({error})", "well-formed CSV") from error
 
     if not sources:
         raise DataError(path, "no examples found", f"at least one row with columns {list(columns)}")
-    return Dataset.from_dict({"source": sources, "target": targets})
+    columns_out = {"source": sources, "target": targets}
+    if with_origin:
+        columns_out["origin"] = origins
+    return Dataset.from_dict(columns_out)
 
 
 def _load_split(
-    paths: str | os.PathLike | Sequence[str | os.PathLike], source_column: str, target_column: str
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    source_column: str,
+    target_column: str,
+    with_origin: bool = False,
 ) -> Dataset:
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise DataError(None, "no data files given", "at least one .jsonl, .json, .csv or .tsv path")
-    return concatenate_datasets([_read_pairs(os.fspath(path), source_column, target_column) for path in paths])
+    return concatenate_datasets(
+        [_read_pairs(os.fspath(path), source_column, target_column, with_origin) for path in paths]
+    )
 
 
 def load_text_pairs(
@@ -416,6 +427,7 @@ def load_text_pairs(
     target_column: str = "target",
     validation_fraction: float = 0.1,
     seed: int = 0,
+    with_origin: bool = False,
 ) -> DatasetDict:
     """Load source/target pairs from JSON Lines, JSON or CSV/TSV files into a `DatasetDict`.
 
@@ -425,18 +437,24 @@ def load_text_pairs(
     ``validation``; 0 keeps everything in ``train``. The splits have columns ``source`` and
     ``target`` whatever the columns were called in the files.
 
+    With ``with_origin``, each split also has an ``origin`` column ("pairs.csv line 31") that
+    error messages about an example use, since shuffling makes row numbers meaningless.
+
     Raises `DataError` (a `ValueError` with a one-line message) for a missing, empty or
     non-UTF-8 file, a missing column, or a null/non-string value.
     """
     if not 0 <= validation_fraction < 1:
         raise DataError(None, f"validation_fraction={validation_fraction}", "a fraction in [0, 1)")
     if isinstance(path_or_paths, Mapping):
-        splits = {name: _load_split(paths, source_column, target_column) for name, paths in path_or_paths.items()}
+        splits = {
+            name: _load_split(paths, source_column, target_column, with_origin)
+            for name, paths in path_or_paths.items()
+        }
         if "train" not in splits:
             problem = f"data file splits {sorted(splits)} have no 'train'"
             raise DataError(None, problem, "a mapping with a 'train' entry")
     else:
-        splits = {"train": _load_split(path_or_paths, source_column, target_column)}
+        splits = {"train": _load_split(path_or_paths, source_column, target_column, with_origin)}
 
     if "validation" not in splits and validation_fraction > 0:
         train = splits["train"]

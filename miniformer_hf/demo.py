@@ -124,22 +124,10 @@ def resolve_model_folder(run_or_repo: str, *, revision: str | None = None) -> Pa
 
 def load_demo_model(run_or_repo: str, *, revision: str | None = None, num_examples: int = NUM_EXAMPLES) -> DemoModel:
     """Load a Miniformer run folder or Hub repo id for the demo (eval mode), with held-out examples."""
+    from .runs import load_run_folder  # the one loader of run folders (checksums, clear errors)
+
     folder = resolve_model_folder(run_or_repo, revision=revision)
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
-
-    import miniformer_hf  # noqa: F401  (registers Miniformer with the Auto classes: this code, not the folder's copy)
-
-    transformers_logging.disable_progress_bar()
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError, KeyError) as error:
-        raise DemoError(
-            f"{run_or_repo}: cannot load the model or its tokenizer ({' '.join(str(error).split())[:300]}); expected a "
-            "run folder from `miniformer train`."
-        ) from error
-    model.eval()
+    model, tokenizer = load_run_folder(folder)  # eval mode
     return DemoModel(model, tokenizer, str(run_or_repo), held_out_examples(folder, num_examples))
 
 

@@ -216,7 +216,7 @@ def render_model_card(
     metrics: Mapping[str, Any] | None = None,
     repo_id: str | None = None,
     num_parameters: int | None = None,
-    license: str = "apache-2.0",
+    license: str = "mit",
     datasets: list[str] | None = None,
     tags: list[str] | None = None,
     task: str | None = None,
@@ -568,15 +568,11 @@ def push_model(
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the arguments of ``miniformer push`` to ``parser``."""
-    parser.add_argument("--model", required=True, metavar="DIR", help="run folder written by `miniformer train`")
-    parser.add_argument("--repo-id", required=True, metavar="NAME",
-                        help="Hub repository, e.g. your-name/miniformer-dates")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--revision", default=None, metavar="BRANCH", help="branch to push to (default: main)")
-    parser.add_argument("--token", default=None, help="Hub access token (default: HF_TOKEN or `hf auth login`)")
-    parser.add_argument("--commit-message", default=None, help="message of the upload commit")
-    return parser
+    """Add the arguments of ``miniformer push`` to ``parser`` (defined with the rest of the command line
+    in `miniformer_hf.cli`, which parses them without importing the Hub client)."""
+    from .cli import add_push_arguments as add_arguments
+
+    return add_arguments(parser)
 
 
 def run_push(args: argparse.Namespace) -> int:

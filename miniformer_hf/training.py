@@ -28,12 +28,16 @@ What this module adds to the library:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,9 +51,14 @@ from transformers import (
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     TrainerCallback,
+    TrainerState,
+    set_seed,
 )
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
+from . import runs
+from .runs import CHECKPOINTS, DEFAULTS, MODEL_SIZES, SCHEDULES, RunError, TrainingRunOptions, publish_folder
 from .tokenization import tokenize_pairs
 
 logger = logging.getLogger(__name__)
@@ -61,14 +70,19 @@ __all__ = [
     "SCHEDULES",
     "Seq2SeqMetrics",
     "TrainingClockCallback",
+    "TrainingRunOptions",
+    "TrainingRunResult",
     "TransformerTrainer",
     "character_error_rate",
     "compute_text_metrics",
     "edit_distance",
     "exact_match",
+    "NonFiniteTrainingError",
     "generate_texts",
+    "generate_texts_with_cuts",
     "last_complete_checkpoint",
     "paper_learning_rate",
+    "run_training",
 ]
 
 # §5.3: Adam with β1 = 0.9, β2 = 0.98, ε = 1e-9.
@@ -76,8 +90,8 @@ PAPER_ADAM_BETA2 = 0.98
 PAPER_ADAM_EPSILON = 1e-9
 PAPER_WARMUP_STEPS = 4000
 
-# Our names for the schedules; any other name transformers' `get_scheduler` knows passes through.
-SCHEDULES = ("paper", "inverse_sqrt", "linear", "cosine", "constant", "constant_with_warmup")
+# Our names for the schedules (`SCHEDULES`, from `runs`); any other name transformers' `get_scheduler`
+# knows passes through.
 
 # Checkpoints are staged here (inside output_dir) and renamed to output_dir/checkpoint-N when complete.
 # The name does not match transformers' "checkpoint-<step>" pattern, so no resume ever picks it up.
@@ -160,10 +174,17 @@ def _check_lengths(predictions: Sequence[str], references: Sequence[str]) -> Non
 
 class Seq2SeqMetrics:
     """``compute_metrics`` for `Seq2SeqTrainer` with ``predict_with_generate=True``: decodes the
-    generated ids and the labels with ``tokenizer`` and scores them with `compute_text_metrics`."""
+    generated ids with ``tokenizer`` and scores them with `compute_text_metrics`.
+
+    The references are the raw target texts when ``references`` holds them (the trainer of this
+    module sets it to the ``target`` column of the dataset being evaluated), so a target the
+    tokenizer cannot encode (characters it never saw) counts as wrong, exactly as in
+    ``miniformer evaluate``; otherwise they are the decoded labels.
+    """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.tokenizer = tokenizer
+        self.references: list[str] | None = None
 
     def decode(self, ids: np.ndarray) -> list[str]:
         ids = np.where(np.asarray(ids) < 0, self.tokenizer.pad_token_id, ids)  # -100 marks padding in labels
@@ -178,7 +199,10 @@ class Seq2SeqMetrics:
                 "compute_metrics got logits, not generated ids; expected predict_with_generate=True in the "
                 "training arguments (TransformerTrainer sets it)."
             )
-        return compute_text_metrics(self.decode(predictions), self.decode(eval_prediction.label_ids))
+        decoded = self.decode(predictions)
+        if self.references is not None and len(self.references) == len(decoded):
+            return compute_text_metrics(decoded, self.references)
+        return compute_text_metrics(decoded, self.decode(eval_prediction.label_ids))
 
 
 @torch.no_grad()
@@ -191,19 +215,40 @@ def generate_texts(
 ) -> list[str]:
     """Decode ``texts`` in batches with ``model.generate`` (the model's generation config unless
     overridden) and return the decoded strings."""
+    return generate_texts_with_cuts(model, tokenizer, texts, batch_size, **generate_kwargs)[0]
+
+
+@torch.no_grad()
+def generate_texts_with_cuts(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    batch_size: int = 256,
+    **generate_kwargs,
+) -> tuple[list[str], list[int]]:
+    """`generate_texts`, plus the indices of the outputs that ended without an end-of-sequence token,
+    that is, were cut by the generation length (``max_new_tokens``) rather than finished."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    eos_token_id = model.generation_config.eos_token_id
+    if eos_token_id is None:
+        eos_token_id = model.config.eos_token_id
+    eos_ids = set(eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
     outputs: list[str] = []
+    cut: list[int] = []
     try:
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt").to(device)
             batch.pop("token_type_ids", None)
             generated = model.generate(**batch, **generate_kwargs)
             outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
+            for offset, row in enumerate(generated.tolist()):
+                if not eos_ids.intersection(row[1:]):  # row[0] is the decoder start token
+                    cut.append(start + offset)
     finally:
         model.train(was_training)
-    return outputs
+    return outputs, cut
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +281,7 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         super().__init__(*args, **kwargs)
         self._staging_root: str | None = None
         self.evaluation_seconds = 0.0
+        self.add_callback(NonFiniteCheck(check_gradients=getattr(self.accelerator, "scaler", None) is None))
 
     def _get_output_dir(self, trial):
         if self._staging_root is not None:
@@ -243,6 +289,8 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         return super()._get_output_dir(trial=trial)
 
     def _save_checkpoint(self, model, trial):
+        # A checkpoint is only ever written from finite weights, so the last one on disk is a good one.
+        _check_finite_weights(self.model, self.state.global_step, "when its checkpoint was due")
         run_dir = self._get_output_dir(trial=trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staging_root = os.path.join(run_dir, STAGING_DIR)
@@ -260,10 +308,7 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
             self.args.save_total_limit = save_total_limit
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            if os.path.exists(final):
-                shutil.rmtree(final)
-            os.replace(staged, final)
-            _fsync_directory(run_dir)
+            publish_folder(staged, final)
             shutil.rmtree(staging_root, ignore_errors=True)
             if self.state.best_global_step:
                 best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
@@ -286,25 +331,75 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         finally:
             self.model.generation_config = generation_config
 
-    def evaluate(self, *args, **kwargs):
+    def evaluate(self, eval_dataset=None, *args, **kwargs):
         started = time.perf_counter()
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        metrics = self.compute_metrics if isinstance(self.compute_metrics, Seq2SeqMetrics) else None
+        previous = None if metrics is None else metrics.references
+        if metrics is not None and isinstance(dataset, Dataset) and "target" in dataset.column_names:
+            metrics.references = list(dataset["target"])  # score against the raw text, not decoded labels
         try:
-            return super().evaluate(*args, **kwargs)
+            return super().evaluate(eval_dataset, *args, **kwargs)
         finally:
+            if metrics is not None:
+                metrics.references = previous
             self.evaluation_seconds += time.perf_counter() - started
 
+    def training_step(self, model, inputs, *args, **kwargs):
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        if not bool(torch.isfinite(loss).all()):
+            raise NonFiniteTrainingError(self.state.global_step + 1, f"the training loss is {loss.item()}")
+        return loss
 
-def _fsync_directory(path: str) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+
+class NonFiniteTrainingError(RunError):
+    """Training met a NaN or infinite loss, gradient or weight; ``step`` is the step it happened in."""
+
+    def __init__(self, step: int, problem: str):
+        self.step = step
+        self.problem = problem
+        super().__init__(f"training stopped at step {step}: {problem}")
+
+
+def _non_finite_tensors(named_tensors) -> list[str]:
+    """Names of the tensors holding a NaN or infinity (one summed check first: the common case is none)."""
+    named_tensors = [(name, tensor) for name, tensor in named_tensors if tensor is not None]
+    if not named_tensors:
+        return []
+    with torch.no_grad():
+        total = torch.stack([tensor.detach().sum(dtype=torch.float64) for _, tensor in named_tensors]).sum()
+        if bool(torch.isfinite(total)):
+            return []
+        return [name for name, tensor in named_tensors if not bool(torch.isfinite(tensor).all())]
+
+
+def _check_finite_weights(model, step: int, when: str) -> None:
+    bad = _non_finite_tensors(model.named_parameters())
+    if bad:
+        raise NonFiniteTrainingError(step, f"{len(bad)} weight tensor(s) are NaN or infinite {when} (first: {bad[0]})")
+
+
+class NonFiniteCheck(TrainerCallback):
+    """Stop training at the first non-finite gradient (before the optimizer uses it) or weight.
+
+    Gradients are not checked under a mixed-precision gradient scaler, whose overflows are expected
+    and skipped by design. The loss is checked in `AtomicCheckpointSeq2SeqTrainer.training_step`.
+    """
+
+    def __init__(self, check_gradients: bool = True):
+        self.check_gradients = check_gradients
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.check_gradients and model is not None:
+            bad = _non_finite_tensors((name, p.grad) for name, p in model.named_parameters())
+            if bad:
+                raise NonFiniteTrainingError(
+                    state.global_step + 1, f"{len(bad)} gradient tensor(s) are NaN or infinite (first: {bad[0]})"
+                )
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            _check_finite_weights(model, state.global_step, "after the optimizer step")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,6 +471,7 @@ class TransformerTrainer:
         max_new_tokens: generation length for evaluation and `generate`; default: the longest
             training target plus a margin, or 64 if unknown.
         callbacks: `TrainerCallback`s passed to the library's trainer.
+        quiet: no progress bars and no metric lines on the console (``log_history`` still has them).
         **training_arguments: any other `Seq2SeqTrainingArguments` field (``weight_decay``,
             ``eval_strategy``, ``save_steps``, ``seed``, ``report_to`` ...), passed through unchanged.
 
@@ -395,6 +491,7 @@ class TransformerTrainer:
         output_dir: str | os.PathLike | None = None,
         max_new_tokens: int | None = None,
         callbacks: Sequence[TrainerCallback] | None = None,
+        quiet: bool = False,
         **training_arguments,
     ):
         if batch_size <= 0:
@@ -407,6 +504,9 @@ class TransformerTrainer:
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.callbacks = list(callbacks or [])
+        self.quiet = quiet
+        if quiet:
+            training_arguments.setdefault("disable_tqdm", True)
         self.hf_trainer: AtomicCheckpointSeq2SeqTrainer | None = None
         self._arguments = self._training_arguments(
             learning_rate, batch_size, schedule, warmup_steps, label_smoothing, output_dir, training_arguments
@@ -458,8 +558,9 @@ class TransformerTrainer:
 
     # -- data ------------------------------------------------------------------------------------
 
-    def prepare_dataset(self, dataset: Dataset) -> Dataset:
-        """A tokenized dataset as is; raw ``source``/``target`` text tokenized with the tokenizer."""
+    def prepare_dataset(self, dataset: Dataset, keep_targets: bool = False) -> Dataset:
+        """A tokenized dataset as is; raw ``source``/``target`` text tokenized with the tokenizer
+        (with ``keep_targets``, the raw ``target`` column is kept beside the tokens, for metrics)."""
         if not isinstance(dataset, Dataset):
             raise TypeError(
                 f"expected a datasets.Dataset, got {type(dataset).__name__}; pass one split "
@@ -474,7 +575,12 @@ class TransformerTrainer:
                     "the dataset holds raw 'source'/'target' text but no tokenizer was given; expected "
                     "TransformerTrainer(model, tokenizer=...) or a dataset with 'input_ids' and 'labels'."
                 )
-            return tokenize_pairs(dataset, self.tokenizer)
+            tokenized = tokenize_pairs(dataset, self.tokenizer)
+            if keep_targets and self._arguments.get("remove_unused_columns", True):
+                # The raw targets ride along (the library drops unused columns before batching) so
+                # that metrics compare generations with the text itself, not its decoded tokens.
+                tokenized = tokenized.add_column("target", list(dataset["target"]))
+            return tokenized
         raise ValueError(
             f"the dataset has columns {sorted(columns)}; expected 'input_ids' and 'labels' (tokenized) "
             "or 'source' and 'target' (raw text, with a tokenizer)."
@@ -508,8 +614,8 @@ class TransformerTrainer:
     def build(self, train_dataset: Dataset | None = None, eval_dataset: Dataset | None = None, **overrides):
         """Build (or rebuild) ``hf_trainer`` for these datasets; ``overrides`` are training arguments."""
         train = None if train_dataset is None else self.prepare_dataset(train_dataset)
-        evaluation = None if eval_dataset is None else self.prepare_dataset(eval_dataset)
         self._arguments.update(overrides)
+        evaluation = None if eval_dataset is None else self.prepare_dataset(eval_dataset, keep_targets=True)
         arguments = dict(self._arguments)
         if evaluation is None and arguments.get("eval_strategy", "no") != "no":
             logger.warning(
@@ -541,6 +647,10 @@ class TransformerTrainer:
         for callback in self.callbacks:
             if isinstance(callback, TrainingClockCallback):
                 callback.trainer = self.hf_trainer
+        if self.quiet:
+            # With tqdm off the library prints each log dict instead; quiet means neither.
+            self.hf_trainer.remove_callback(PrinterCallback)
+            self.hf_trainer.remove_callback(ProgressCallback)
         return self.hf_trainer
 
     @property
@@ -581,7 +691,7 @@ class TransformerTrainer:
 
     def evaluate(self, eval_dataset: Dataset | None = None, metric_key_prefix: str = "eval", **gen_kwargs) -> dict:
         """Loss plus text metrics (exact match, CER, BLEU, chrF) of greedy generations on ``eval_dataset``."""
-        dataset = None if eval_dataset is None else self.prepare_dataset(eval_dataset)
+        dataset = None if eval_dataset is None else self.prepare_dataset(eval_dataset, keep_targets=True)
         if self.hf_trainer is None:
             self.build(None, dataset)
         return self.hf_trainer.evaluate(dataset, metric_key_prefix=metric_key_prefix, **gen_kwargs)
@@ -630,3 +740,426 @@ class _PaddingCollator:
         if hasattr(self.model, "prepare_decoder_input_ids_from_labels"):
             batch["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
         return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run: data -> tokenizer -> model -> trainer -> run folder
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingRunResult:
+    """What `run_training` did: the run folder, its metrics, and whether there was anything to do."""
+
+    output_dir: Path
+    metrics: dict[str, Any]
+    already_finished: bool = False
+    cut_outputs: int = 0
+
+
+def run_training(options: TrainingRunOptions | None = None, **overrides) -> TrainingRunResult:
+    """Train a Miniformer and write a run folder, exactly as ``miniformer train`` does.
+
+    ``options`` is a `TrainingRunOptions` (the command's flags, same names); keywords override its
+    fields, so ``run_training(task="copy", size="tiny", max_steps=50, output_dir="runs/copy")`` works
+    in a notebook. The run is assembled in ``<output_dir>.incomplete`` (locked against a second run)
+    and published with one rename when it has finished.
+
+    Raises `RunError` (one line, with ``exit_code`` 2 for conflicting options and 1 otherwise) for
+    anything the user can fix, `DataError` for bad data, and `NonFiniteTrainingError` (a `RunError`)
+    when the loss, the gradients or the weights stop being finite.
+    """
+    options = dataclasses.replace(options or TrainingRunOptions(), **overrides)
+    started = time.perf_counter()
+    _check_options(options)
+    task_name = Path(options.train_file).stem if options.train_file else (options.task or DEFAULTS["task"])
+    output_dir = runs.resolve_output_dir(options.output_dir or Path("runs") / task_name)
+    staging = runs.staging_folder(output_dir)
+    sizes = model_sizes(options)
+    runs.check_output_folder(options, output_dir, staging)
+    resume_from = staging if (options.resume and runs.has_checkpoint(staging)) else output_dir
+    if options.resume:
+        runs.check_resume_options(options, resume_from)
+
+    data = load_training_data(options)  # DataError (bad file) surfaces here, before anything is written
+    fingerprint = runs.data_fingerprint(
+        (name, data[name]["source"], data[name]["target"]) for name in ("train", "validation", "test")
+    )
+    if options.resume:
+        _check_resume_data(resume_from, fingerprint)
+    planned_steps = _planned_steps(options, len(data["train"]))
+    if options.resume and resume_from == output_dir and _finished_steps(output_dir / CHECKPOINTS) == planned_steps:
+        metrics = runs.read_json(output_dir / "metrics.json") if (output_dir / "metrics.json").is_file() else {}
+        logger.info("%s already finished its %d steps; nothing to do.", output_dir, planned_steps)
+        return TrainingRunResult(output_dir, metrics, already_finished=True)
+
+    set_seed(options.seed)
+    # Under torchrun / accelerate launch, the main process writes files and the others wait for it.
+    distributed = _distributed_state()
+    is_main = distributed is None or distributed.is_main_process
+    if distributed is not None:
+        distributed.wait_for_everyone()  # every process has checked the folders before any is created
+    lock = runs.RunLock(staging)
+    if is_main:
+        _prepare_staging(options, output_dir, staging, lock)
+    try:
+        result = _train_in_staging(
+            options, data, sizes, task_name, output_dir, staging, fingerprint, planned_steps, started,
+            distributed, is_main,
+        )  # fmt: skip
+    except BaseException as error:
+        if is_main:
+            lock.release()
+            if not runs.has_checkpoint(staging):
+                shutil.rmtree(staging, ignore_errors=True)  # a failed start leaves nothing behind
+        raise _explained(error, staging) from error
+    lock.release()
+    return result
+
+
+def _check_options(options: TrainingRunOptions) -> None:
+    if options.schedule == "paper" and options.learning_rate is not None:
+        raise RunError(
+            "--learning-rate conflicts with --schedule paper (the paper fixes the peak at d_model^-0.5 * "
+            "warmup^-0.5); drop one of them.",
+            2,
+        )
+    if options.train_file is None and (options.validation_file or options.test_file):
+        raise RunError("--validation-file/--test-file need --train-file; expected your own training file too.", 2)
+    if options.train_file and options.task:
+        raise RunError("--task and --train-file both given; expected a built-in task or your own files, not both.", 2)
+    if options.train_file and options.num_train:
+        raise RunError("--num-train only applies to built-in tasks; drop it with --train-file.", 2)
+    if options.max_steps is not None and options.epochs is not None:
+        raise RunError("--max-steps and --epochs both given; expected one way to set the length of the run.", 2)
+    if options.resume and options.overwrite:
+        raise RunError("--resume and --overwrite both given; expected one of them.", 2)
+
+
+def model_sizes(options: TrainingRunOptions) -> dict[str, Any]:
+    """The model's sizes: the ``size`` preset with any explicit ``d_model`` ... ``dropout`` on top."""
+    if options.size not in MODEL_SIZES:
+        raise RunError(f"--size {options.size!r} is unknown; expected one of {sorted(MODEL_SIZES)}.", 2)
+    sizes = dict(MODEL_SIZES[options.size])
+    for name in ("d_model", "n_heads", "n_layers", "d_ff", "dropout"):
+        if getattr(options, name) is not None:
+            sizes[name] = getattr(options, name)
+    if sizes["d_model"] % sizes["n_heads"]:
+        raise RunError(
+            f"--d-model {sizes['d_model']} is not divisible by --n-heads {sizes['n_heads']}; expected d_model a "
+            "multiple of n_heads.",
+            2,
+        )
+    return sizes
+
+
+def load_training_data(options: TrainingRunOptions) -> DatasetDict:
+    """The splits to train on (train, validation, test); `DataError` on bad files or requests."""
+    from .data import load_task, load_text_pairs
+
+    if options.train_file:
+        files = {"train": options.train_file}
+        if options.validation_file:
+            files["validation"] = options.validation_file
+        if options.test_file:
+            files["test"] = options.test_file
+        data = load_text_pairs(
+            files, options.source_column, options.target_column, seed=options.seed, with_origin=True
+        )
+    else:
+        kwargs: dict[str, Any] = {"seed": options.seed}
+        if options.num_train is not None:
+            kwargs["num_train"] = options.num_train
+        data = load_task(options.task or DEFAULTS["task"], **kwargs)
+    if "test" not in data:
+        data["test"] = data["validation"]
+    return data
+
+
+def _check_resume_data(folder: Path, fingerprint: str) -> None:
+    saved_path = folder / runs.RUN_ARGUMENTS
+    saved = runs.read_json(saved_path).get("data_fingerprint") if saved_path.is_file() else None
+    if saved is not None and saved != fingerprint:
+        raise RunError(
+            f"--resume refused: the data differ from those the run in {folder} was trained on (fingerprint "
+            f"{saved[:19]}..., now {fingerprint[:19]}...); its tokenizer and metrics would no longer fit. Restore "
+            "the original data, or start a new run (--overwrite or another --output-dir)."
+        )
+
+
+def _planned_steps(options: TrainingRunOptions, num_train: int) -> int:
+    if options.epochs is None:
+        return options.max_steps or DEFAULTS["max_steps"]
+    world = max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    steps_per_epoch = max(math.ceil(num_train / (options.batch_size * world)), 1)
+    return math.ceil(options.epochs * steps_per_epoch)
+
+
+def _finished_steps(checkpoints: Path) -> int | None:
+    """The step of the newest checkpoint when it is also the last step of its run, else None."""
+    last = last_complete_checkpoint(checkpoints)
+    if last is None:
+        return None
+    state = TrainerState.load_from_json(os.path.join(last, "trainer_state.json"))
+    return state.global_step if state.global_step >= state.max_steps else None
+
+
+def _prepare_staging(options: TrainingRunOptions, output_dir: Path, staging: Path, lock: runs.RunLock) -> None:
+    """Create (or reuse, when resuming) the staging folder and take its lock."""
+    if staging.is_dir() and not (options.resume and runs.has_checkpoint(staging)):
+        # Nobody holds its lock (checked before): an abandoned start, or --overwrite starting over.
+        shutil.rmtree(staging)
+    if options.resume and not staging.is_dir():
+        # Continue a finished run without touching it until the end.
+        shutil.copytree(output_dir, staging, ignore=shutil.ignore_patterns(runs.LOCK_FILE))
+    staging.mkdir(parents=True, exist_ok=True)
+    if not lock.try_acquire():
+        raise RunError(
+            f"a run (PID {lock.owner()}) started writing {output_dir} at the same moment; nothing was touched. "
+            "Wait for it to finish, or choose another --output-dir."
+        )
+
+
+def _explained(error: BaseException, staging: Path) -> BaseException:
+    """The exception to raise for ``error``: disk-full and non-finite failures get a one-line story."""
+    checkpoint = last_complete_checkpoint(staging / CHECKPOINTS)
+    kept = (
+        f"the last good checkpoint, {checkpoint}, is kept (rerun the same command with --resume)"
+        if checkpoint
+        else "no checkpoint had been written, so nothing was kept"
+    )
+    if isinstance(error, NonFiniteTrainingError):
+        return NonFiniteTrainingError(
+            error.step,
+            f"{error.problem}; {kept}, and no run folder was written. Expected finite values: lower "
+            "--learning-rate or raise --warmup-steps.",
+        )
+    if runs.disk_full(error) or "No space left" in str(error) or "StorageFull" in str(error):
+        return RunError(f"no space left on the device while writing {staging}; {kept}. Free some space first.")
+    return error
+
+
+def _train_in_staging(
+    options, data, sizes, task_name, output_dir, staging, fingerprint, planned_steps, started, distributed, is_main
+) -> TrainingRunResult:
+    from transformers import PreTrainedTokenizerFast
+
+    from . import MiniformerConfig, MiniformerForConditionalGeneration
+    from .tokenization import train_tokenizer
+
+    resuming = options.resume and last_complete_checkpoint(staging / CHECKPOINTS) is not None
+    if is_main and not (resuming and (staging / "tokenizer.json").is_file()):
+        texts = list(data["train"]["source"]) + list(data["train"]["target"])
+        kind_kwargs = {"vocab_size": options.vocab_size} if options.tokenizer == "bpe" else {}
+        train_tokenizer(texts, kind=options.tokenizer, **kind_kwargs).save_pretrained(staging)
+    if is_main:
+        runs.write_json(staging / runs.RUN_ARGUMENTS, {**options.to_dict(), "data_fingerprint": fingerprint})
+    if distributed is not None:
+        distributed.wait_for_everyone()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(staging)  # the same tokenizer in every process
+
+    config = MiniformerConfig(vocab_size=len(tokenizer), **sizes)
+    _check_sequence_lengths(data, tokenizer, config.max_position_embeddings)
+    finished_checkpoint = None
+    if resuming and _finished_steps(staging / CHECKPOINTS) == planned_steps:
+        # Killed after its last step (during the final evaluation or save): finish from that checkpoint
+        # exactly as the uninterrupted run would have, without training another step.
+        finished_checkpoint = last_complete_checkpoint(staging / CHECKPOINTS)
+        model = MiniformerForConditionalGeneration.from_pretrained(finished_checkpoint)
+    else:
+        model = MiniformerForConditionalGeneration(config)
+    logger.info("Model: %s parameters, %s", f"{model.num_parameters():,}", sizes)
+
+    evaluation = data["validation"].select(range(min(options.eval_samples, len(data["validation"]))))
+    test = data["test"].select(range(min(options.eval_samples, len(data["test"]))))
+    callbacks = []
+    clock = None
+    if options.eval_at_seconds:
+
+        def test_exact_match(current_model) -> dict[str, float]:
+            predictions = generate_texts(current_model, tokenizer, test["source"], batch_size=256)
+            return {"exact_match": compute_text_metrics(predictions, test["target"])["exact_match"]}
+
+        clock = TrainingClockCallback(options.eval_at_seconds, test_exact_match, path=staging / "metrics_by_time.json")
+        callbacks.append(clock)
+
+    warmup = options.warmup_steps
+    if warmup is None and options.schedule != "paper":
+        warmup = DEFAULTS["warmup_steps"]
+    length = (
+        {"num_train_epochs": options.epochs} if options.epochs else {"max_steps": options.max_steps or DEFAULTS["max_steps"]}
+    )
+    trainer = TransformerTrainer(
+        model,
+        tokenizer,
+        learning_rate=None if options.schedule == "paper" else (options.learning_rate or DEFAULTS["learning_rate"]),
+        batch_size=options.batch_size,
+        schedule=options.schedule,
+        warmup_steps=warmup,
+        label_smoothing=options.label_smoothing,
+        output_dir=staging / CHECKPOINTS,
+        max_new_tokens=options.max_new_tokens,
+        callbacks=callbacks,
+        quiet=options.quiet,
+        seed=options.seed,
+        eval_strategy="steps",
+        eval_steps=options.eval_steps,
+        save_strategy="steps",
+        save_steps=options.eval_steps,
+        save_total_limit=1,
+        logging_steps=options.logging_steps,
+        per_device_eval_batch_size=max(options.batch_size, 256),
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if options.group_by_length else "random",
+        **length,
+    )
+    if finished_checkpoint is None:
+        train_output = trainer.train(
+            data["train"], eval_dataset=evaluation, resume_from_checkpoint=True if resuming else None
+        )
+        train_metrics = train_output.metrics
+    else:
+        trainer.build(data["train"], evaluation)
+        trainer.hf_trainer.state = TrainerState.load_from_json(os.path.join(finished_checkpoint, "trainer_state.json"))
+        train_metrics = {}
+    training_seconds = time.perf_counter() - started
+    state = trainer.hf_trainer.state
+
+    final_validation = trainer.evaluate(evaluation, metric_key_prefix="validation")
+    final_test = trainer.evaluate(test, metric_key_prefix="test")
+    arguments = trainer.hf_trainer.args
+    # Flat keys as the model card (miniformer_hf.sharing) reads them; "eval_*" are the held-out test split.
+    metrics: dict[str, Any] = {
+        "task": task_name,
+        "eval_split": "test",
+        **{f"eval_{name}": final_test[f"test_{name}"] for name in ("exact_match", "cer", "bleu", "chrf", "loss")},
+        **{
+            f"validation_{name}": final_validation[f"validation_{name}"]
+            for name in ("exact_match", "cer", "bleu", "loss")
+        },
+        "train_runtime": train_metrics.get("train_runtime"),
+        "train_loss": train_metrics.get("train_loss"),
+        "max_steps": state.global_step,
+        "epochs": round(state.epoch or 0, 3),
+        "learning_rate": arguments.learning_rate,
+        "schedule": options.schedule,
+        "warmup_steps": arguments.warmup_steps,
+        "per_device_train_batch_size": arguments.per_device_train_batch_size,
+        "label_smoothing": arguments.label_smoothing_factor,
+        "seed": options.seed,
+        "train_samples": len(data["train"]),
+        "num_evaluated": {"validation": len(evaluation), "test": len(test)},
+        "num_parameters": model.num_parameters(),
+        "model": sizes,
+        "tokenizer": options.tokenizer,
+        "threads": options.threads,
+        "data_fingerprint": fingerprint,
+    }
+    if clock is not None:
+        metrics["by_training_time"] = clock.results
+    if not is_main:
+        return TrainingRunResult(output_dir, metrics)
+
+    _check_finite_weights(model, state.global_step, "at the end of training")  # never publish a NaN model
+    trainer.save_model(staging)  # safetensors, config (auto_map), code files, generation config, tokenizer
+    runs.write_weights_checksum(staging)
+    runs.write_json(staging / "log_history.json", state.log_history)
+    _write_loss_curve(state.log_history, staging / "loss_curve.png")
+    if not options.no_visualize:
+        metrics["attention"] = _visualize(model, tokenizer, test[0], staging / "attention", trainer.max_new_tokens)
+    metrics["training_wall_seconds"] = training_seconds
+    metrics["wall_seconds"] = time.perf_counter() - started
+    runs.write_json(staging / "metrics.json", metrics)
+    _write_model_card(staging, config, metrics, model.num_parameters())
+    runs.publish_folder(staging, output_dir)
+    (output_dir / runs.LOCK_FILE).unlink(missing_ok=True)
+    return TrainingRunResult(output_dir, metrics)
+
+
+def _check_sequence_lengths(data: DatasetDict, tokenizer, limit: int) -> None:
+    """Every source and target fits the positional table; the error names the file line."""
+    for split in ("train", "validation", "test"):
+        dataset = data[split]
+        origins = dataset["origin"] if "origin" in dataset.column_names else None
+        for column in ("source", "target"):
+            lengths = [len(ids) for ids in tokenizer(list(dataset[column]), truncation=False)["input_ids"]]
+            for index, length in enumerate(lengths):
+                if length > limit:
+                    where = origins[index] if origins else f"{split} example {index}"
+                    raise RunError(
+                        f"{where}: the {column} is {length} tokens long (end-of-sequence included), but the "
+                        f"model's positional table holds {limit} positions; expected shorter examples: split "
+                        "or drop the long ones."
+                    )
+
+
+def _distributed_state():
+    """accelerate's process state when several processes were launched (torchrun, accelerate launch)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    # The same choice as TransformerTrainer's: gloo on the CPU when there is no accelerator.
+    return PartialState(cpu=not torch.accelerator.is_available())
+
+
+def _write_loss_curve(log_history: list[dict], path: Path) -> Path | None:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        logger.warning("matplotlib is not installed, so no loss curve was drawn; install the viz extra.")
+        return None
+    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
+    evaluation = [(entry["step"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
+    accuracy = [(entry["step"], entry["eval_exact_match"]) for entry in log_history if "eval_exact_match" in entry]
+    figure = Figure(figsize=(7, 4), dpi=120)
+    axes = figure.add_subplot(1, 1, 1)
+    if train:
+        axes.plot(*zip(*train), label="training loss (label-smoothed)")
+    if evaluation:
+        axes.plot(*zip(*evaluation), "o-", label="validation loss")
+    axes.set_xlabel("step")
+    axes.set_ylabel("cross-entropy")
+    axes.set_yscale("log")
+    axes.grid(alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    if accuracy:
+        right = axes.twinx()
+        right.plot(*zip(*accuracy), "s--", color="tab:green", label="validation exact match")
+        right.set_ylabel("exact match")
+        right.set_ylim(0, 1.02)
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    if handles:
+        axes.legend(handles, labels, loc="center right")  # the curves run along the top and bottom edges
+    axes.set_title("Miniformer training")
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def _write_model_card(run_dir: Path, config, metrics: dict[str, Any], num_parameters: int) -> None:
+    try:
+        from .sharing import render_model_card
+    except ImportError as error:
+        logger.warning("No model card written (%s).", error)
+        return
+    render_model_card(config, metrics=metrics, num_parameters=num_parameters).save(run_dir / "README.md")
+
+
+def _visualize(model, tokenizer, example: dict[str, str], out_dir: Path, max_new_tokens: int) -> dict[str, str]:
+    try:
+        from .visualization import visualize_example
+    except ImportError as error:
+        logger.warning("No attention visualization (%s); install the viz extra.", error)
+        return {}
+    try:
+        written = visualize_example(
+            model, tokenizer, example["source"], out_dir, target_text=example["target"], max_new_tokens=max_new_tokens
+        )
+    except Exception as error:  # a plot must not fail a finished training run
+        logger.warning(
+            "The attention visualization failed (%s: %s); the run is complete without it.", type(error).__name__, error
+        )
+        return {}
+    return {name: os.path.relpath(path, out_dir.parent) for name, path in written.items()}

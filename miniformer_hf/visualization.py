@@ -1067,14 +1067,11 @@ def visualize_example(
 
 
 def add_visualize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``miniformer visualize --model DIR "source text" --out DIR``."""
-    parser.add_argument("source", help="source text to encode (quote it)")
-    parser.add_argument("--model", required=True, help="run folder written by `miniformer train` (or any saved model)")
-    parser.add_argument("--out", required=True, help="folder to write the HTML views and PNG plots into")
-    parser.add_argument("--target", default=None, help="also show the model teacher-forced on this target text")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest generated output (default 64)")
-    parser.add_argument("--num-beams", type=int, default=None, help="beam size (default: the model's generation config)")
-    return parser
+    """Arguments of ``miniformer visualize --model DIR "source text" --out DIR`` (defined with the rest
+    of the command line in `miniformer_hf.cli`, which must parse them without importing torch)."""
+    from .cli import add_visualize_arguments as add_arguments
+
+    return add_arguments(parser)
 
 
 def run_visualize(args: argparse.Namespace) -> int:
@@ -1086,11 +1083,9 @@ def run_visualize(args: argparse.Namespace) -> int:
             "config.json and the tokenizer). Check the path.", model_dir,
         )
         return 2
-    importlib.import_module("miniformer_hf")  # registers Miniformer with the Auto classes
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from .runs import load_run_folder
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, tokenizer = load_run_folder(model_dir)  # config.json, checksum and corrupt files: one clear error
     generate_kwargs = {} if args.num_beams is None else {"num_beams": args.num_beams}
     written = visualize_example(
         model, tokenizer, args.source, args.out, target_text=args.target,

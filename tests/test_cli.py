@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,12 @@ import pytest
 from miniformer_hf import cli
 
 COMMANDS = ("train", "generate", "evaluate", "visualize", "push")
+
+
+def miniformer_command() -> list[str]:
+    """The installed console script (what a user types), or the module where it is not on PATH."""
+    executable = shutil.which("miniformer")
+    return [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
 
 
 def run(argv, capsys):
@@ -124,14 +131,14 @@ def test_bad_data_files_fail_cleanly_without_touching_the_run_folder(name, capsy
     data_file.write_bytes(content)
     existing = tmp_path / "run"
     existing.mkdir()
-    (existing / "keep.txt").write_text("an earlier run")
+    (existing / "run_arguments.json").write_text("{}")  # an earlier run, which --overwrite may replace
 
     code, _, err = run(["train", "--train-file", str(data_file), "--output-dir", str(existing), "--overwrite"], capsys)
 
     assert code == 1
     line = one_error_line(err)
     assert fragment in line and str(data_file) in line
-    assert sorted(os.listdir(existing)) == ["keep.txt"]
+    assert sorted(os.listdir(existing)) == ["run_arguments.json"]
     assert sorted(os.listdir(tmp_path)) == sorted([name, "run"])  # no .incomplete folder either
 
 
@@ -266,3 +273,48 @@ def test_a_killed_run_is_refused_without_resume_and_finishes_with_it(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 200
     assert not staging.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A command line that answers at once (the timing itself: scripts/benchmark_cli.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_help_and_usage_errors_import_no_heavy_library():
+    # Importing torch, transformers, datasets, matplotlib or bertviz costs seconds on a small machine.
+    script = (
+        "import sys\n"
+        "sys.argv[0] = 'miniformer'\n"
+        "from miniformer_hf.cli import main\n"
+        "codes = [main(['--help']), main(['train', '--help']), main(['visualize', '--help']), "
+        "main(['push', '--help']), main(['train', '--batch-size', '-3'])]\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'matplotlib', 'bertviz', 'huggingface_hub') "
+        "if m in sys.modules)\n"
+        "print(codes, heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0, 2] []", result.stdout + result.stderr
+
+
+def test_the_cli_lists_the_tasks_tokenizers_and_schedules_the_library_has():
+    from miniformer_hf import runs
+    from miniformer_hf.data import BUILTIN_TASKS
+    from miniformer_hf.tokenization import TOKENIZER_KINDS
+
+    assert sorted(runs.TASK_NAMES) == sorted(BUILTIN_TASKS)
+    assert sorted(runs.TOKENIZER_KINDS) == sorted(TOKENIZER_KINDS)
+
+
+def test_quiet_prints_only_the_final_summary(pairs_file, tmp_path):
+    output_dir = tmp_path / "run"
+    argv = [
+        *miniformer_command(), "train", "--train-file", str(pairs_file), "--size", "tiny", "--max-steps", "4",
+        "--batch-size", "16", "--eval-steps", "2", "--logging-steps", "1", "--eval-samples", "8",
+        "--output-dir", str(output_dir), "--no-visualize", "--quiet",
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"Run folder: {output_dir}"
+    assert len(result.stdout.splitlines()) == 3 and "Steps: 4" in result.stdout
+    assert "{" not in result.stdout + result.stderr  # no metric dictionaries
+    assert "shards" not in result.stderr and "%|" not in result.stderr, result.stderr  # no progress bars

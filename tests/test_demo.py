@@ -268,6 +268,16 @@ def test_cli_demo_on_a_folder_that_is_not_a_run_is_one_clear_line(tmp_path):
     assert main(["demo", "--help"]) == 0
 
 
+def test_demo_help_imports_neither_gradio_nor_torch(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "miniformer_hf.cli", "demo", "--help"],
+        capture_output=True, text=True, env=_without_package_env(tmp_path, {"PYTHONPATH": str(REPO_ROOT)}),
+    )
+    assert result.returncode == 0 and "--write-space" in result.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert not imported & {"gradio", "torch", "transformers"}, sorted(imported & {"gradio", "torch", "transformers"})
+
+
 def test_cli_demo_without_gradio_says_how_to_install_it(tmp_path, run_folder):
     blocker = tmp_path / "blocker"
     blocker.mkdir()
