@@ -1,4 +1,4 @@
-"""The ``miniformer`` command: train, generate, evaluate, visualize, push.
+"""The ``miniformer`` command: train, generate, evaluate, visualize, demo, push.
 
 ``miniformer train`` with no arguments trains the seed-size model on the built-in date task and
 writes a run folder (model, tokenizer, generation config, model card, metrics, loss curve, attention
@@ -430,6 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write attention heatmaps and offline bertviz HTML for one source text.",
     )
     add_visualize_arguments(visualize)
+    demo = commands.add_parser(
+        "demo",
+        help="a live attention page (Gradio) for a run folder or Hub repo",
+        description="Serve a local web page: type a source text, see the output (greedy or beam), the attention of "
+        "each generated token over the source, and the top next tokens. Needs the demo extra.",
+    )
+    from .demo import add_demo_arguments  # the standard library only; Gradio and torch load when the page starts
+
+    add_demo_arguments(demo)
     push = commands.add_parser(
         "push",
         help="upload a run folder to the Hugging Face Hub",
@@ -608,6 +617,15 @@ def run_visualize(args) -> int:
     return visualize(args)
 
 
+def run_demo(args) -> int:
+    from .demo import DemoError, run_demo as demo
+
+    try:
+        return demo(args)
+    except (DemoError, ImportError) as error:  # ImportError: the demo extra; its message says how to install it
+        raise CommandError(str(error)) from error
+
+
 def run_push(args) -> int:
     try:
         from .sharing import run_push as push
@@ -622,6 +640,7 @@ COMMANDS = {
     "evaluate": run_evaluate,
     "average": run_average,
     "visualize": run_visualize,
+    "demo": run_demo,
     "push": run_push,
 }
 

@@ -1,0 +1,619 @@
+"""A live attention page (``miniformer demo``): type a source text, watch the model answer, see where it looked.
+
+The work is in plain functions a notebook can call; Gradio only draws them:
+
+    load_demo_model(run_or_repo)      a run folder or Hub repo id -> DemoModel (model, tokenizer, examples)
+    held_out_examples(folder)         source texts from the run's held-out (test) data
+    predict(demo_model, text, ...)    generate (greedy or beam) and keep beams, scores, attention, top-k
+    attention_matrix(prediction, ...) one (query, key) matrix: a kind, a layer, a head or the mean
+    attention_table_html / top_k_html / beams_rows     what the page shows, as HTML and rows
+    build_app(demo_model)             the gradio.Blocks page
+    launch(demo_model, host, port)    serve it (127.0.0.1 by default, never shared unless asked)
+    write_space(folder, repo_id)      app.py + requirements.txt (+ this package) for a Hugging Face Space
+
+The attention during generation is stitched by :func:`miniformer_hf.visualization.generate_with_attention`'s
+helper ``attention_from_generation``, the same code behind ``miniformer visualize``.
+
+Nothing on the page reaches the network: Gradio's analytics are switched off before it is imported, the theme
+uses fonts that Gradio serves itself, and the heatmaps are HTML tables drawn here (no plotting library, no CDN).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:  # torch and the attention code are imported when first used, so `miniformer --help` stays fast
+    import torch
+
+    from .visualization import AttentionExample
+
+logger = logging.getLogger(__name__)
+
+DEMO_INSTALL_HINT = 'pip install "miniformer-hf[demo]"'
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+NUM_EXAMPLES = 8
+MEAN_OF_HEADS = "mean"
+KIND_LABELS = {
+    "cross": "cross-attention (generated token over source)",
+    "encoder": "encoder self-attention (source over source)",
+    "decoder": "decoder self-attention (decoder input over decoder input)",
+}
+# Environment Gradio reads at import: no usage analytics, no version check against the network.
+OFFLINE_GRADIO_ENV = {"GRADIO_ANALYTICS_ENABLED": "False"}
+
+
+class DemoError(ValueError):
+    """A model or request the demo cannot use; the message says what was wrong and what was expected."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a run folder or a Hub repository
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoModel:
+    """A loaded model with its tokenizer, the name it was loaded from and example source texts."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    examples: list[str] = field(default_factory=list)
+    # generate() is not re-entrant on one model; Gradio's workers take turns here.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.n_layers)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.model.config.n_heads)
+
+
+def _miniformer_folder(folder: Path, given: str) -> Path:
+    hint = "expected a run folder written by `miniformer train` (or save_pretrained), or a Hub repo id such as user/miniformer-dates"
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise DemoError(f"{given} has no config.json, so it is not a Miniformer model; {hint}.")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise DemoError(f"{config_path} could not be read as JSON ({error}); {hint}.") from error
+    if not isinstance(config, dict) or config.get("model_type") != "miniformer":
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        raise DemoError(f"{given} holds a model_type={model_type!r} model, not a Miniformer; {hint}.")
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise DemoError(f"{given} has no tokenizer (tokenizer.json); {hint} with its tokenizer saved beside the model.")
+    return folder
+
+
+def resolve_model_folder(run_or_repo: str, *, revision: str | None = None) -> Path:
+    """A local folder holding the model: ``run_or_repo`` itself, or a download of that Hub repository."""
+    path = Path(run_or_repo).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise DemoError(f"{run_or_repo} is a file; expected a run folder written by `miniformer train` or a Hub repo id.")
+        return _miniformer_folder(path, run_or_repo)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        folder = snapshot_download(run_or_repo, revision=revision)
+    except HFValidationError as error:
+        raise DemoError(
+            f"{run_or_repo} is neither an existing folder nor a valid Hub repo id; expected a run folder "
+            "(check the path) or a repo id such as user/miniformer-dates."
+        ) from error
+    except Exception as error:  # offline, missing repository, no access: all one line for the user
+        raise DemoError(
+            f"{run_or_repo} is not a local folder and could not be downloaded from the Hub ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:300]}); check the path or the repo id, and the network (HF_HUB_OFFLINE)."
+        ) from error
+    return _miniformer_folder(Path(folder), run_or_repo)
+
+
+def load_demo_model(run_or_repo: str, *, revision: str | None = None, num_examples: int = NUM_EXAMPLES) -> DemoModel:
+    """Load a Miniformer run folder or Hub repo id for the demo (eval mode), with held-out examples."""
+    from .runs import load_run_folder  # the one loader of run folders (checksums, clear errors)
+
+    folder = resolve_model_folder(run_or_repo, revision=revision)
+    model, tokenizer = load_run_folder(folder)  # eval mode
+    return DemoModel(model, tokenizer, str(run_or_repo), held_out_examples(folder, num_examples))
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def held_out_examples(folder: str | Path, limit: int = NUM_EXAMPLES) -> list[str]:
+    """Source texts from the run's held-out test data (never seen in training), at most ``limit``.
+
+    Read from ``run_arguments.json`` (the built-in task and seed, or ``--test-file``), else from the task named
+    in ``metrics.json``; a folder with neither gives no examples.
+    """
+    folder = Path(folder)
+    arguments = _read_json_object(folder / "run_arguments.json")
+    task = arguments.get("task") or _read_json_object(folder / "metrics.json").get("task")
+    try:
+        from .data import BUILTIN_TASKS, load_task, load_text_pairs
+
+        if arguments.get("test_file") and Path(arguments["test_file"]).is_file():
+            source_column = arguments.get("source_column") or "source"
+            target_column = arguments.get("target_column") or "target"
+            split = load_text_pairs({"test": arguments["test_file"]}, source_column, target_column)["test"]
+        elif task in BUILTIN_TASKS:
+            # The held-out splits are drawn before the training ones, so they do not depend on num_train.
+            split = load_task(task, seed=int(arguments.get("seed") or 0), num_train=0)["test"]
+        else:
+            return []
+    except (ImportError, ValueError, OSError) as error:
+        logger.warning("No examples for the demo (%s).", error)
+        return []
+    return list(split["source"][:limit])
+
+
+# ---------------------------------------------------------------------------------------------
+# One prediction: output, beams, attention, top-k
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    """What the model did with one source text.
+
+    ``beams`` are (text, score) best first; the score is the sequence log-probability (length-normalised as
+    beam search ranks them; greedy: the sum of the chosen tokens' log-probabilities). ``attention`` is the
+    stitched attention of the best sequence. ``top_k[i]`` lists (token, probability) of the k most likely
+    next tokens at generated position ``i``, whose chosen token is ``attention.generated_tokens[i]``.
+    """
+
+    source: str
+    output: str
+    beams: list[tuple[str, float]]
+    attention: AttentionExample
+    top_k: list[list[tuple[str, float]]]
+    num_beams: int
+
+
+def _check_text(text: Any) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise DemoError("The source text is empty; type a text (or pick an example) first.")
+    return text
+
+
+def predict(
+    demo_model: DemoModel,
+    text: str,
+    *,
+    num_beams: int = 1,
+    top_k: int = 5,
+    max_new_tokens: int | None = None,
+) -> Prediction:
+    """Generate from ``text`` (greedy when ``num_beams`` is 1, else beam search) and keep what the page shows."""
+    import torch
+
+    from .visualization import attention_from_generation
+
+    text = _check_text(text)
+    if not isinstance(num_beams, int) or num_beams < 1:
+        raise DemoError(f"num_beams={num_beams!r}; expected a positive integer (1 is greedy).")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise DemoError(f"top_k={top_k!r}; expected a positive integer.")
+    model, tokenizer = demo_model.model, demo_model.tokenizer
+    encoded = tokenizer(text, return_tensors="pt")
+    if max_new_tokens is None:
+        max_new_tokens = getattr(model.generation_config, "max_new_tokens", None) or 64
+    beam_kwargs = {"num_beams": num_beams, "num_return_sequences": num_beams, "early_stopping": True}
+    with demo_model.lock, torch.no_grad():
+        output = model.generate(
+            input_ids=encoded["input_ids"],
+            attention_mask=encoded.get("attention_mask"),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            output_attentions=True,
+            output_logits=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **(beam_kwargs if num_beams > 1 else {"num_beams": 1}),
+        )
+    attention = attention_from_generation(
+        output, tokenizer, input_ids=encoded["input_ids"], attention_mask=encoded.get("attention_mask"), index=0
+    )
+    texts = tokenizer.batch_decode(output.sequences, skip_special_tokens=True)
+    if num_beams > 1:
+        scores = [float(score) for score in output.sequences_scores]
+    else:
+        transition = model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
+        scores = [float(transition[0][: len(attention.generated_tokens)].sum())]
+    beams = list(zip(texts, scores))
+
+    # Top-k from the raw next-token distribution at each step, on the beam the chosen token came from.
+    rows = _field_rows(output, len(attention.generated_tokens))
+    k = min(top_k, int(output.logits[0].shape[-1]))
+    steps = []
+    for step, row in enumerate(rows):
+        probabilities = output.logits[step][row].float().softmax(dim=-1)
+        values, indices = probabilities.topk(k)
+        tokens = tokenizer.convert_ids_to_tokens(indices.tolist())
+        steps.append([(token, float(value)) for token, value in zip(tokens, values)])
+    return Prediction(text, texts[0], beams, attention, steps, num_beams)
+
+
+def _field_rows(output: Any, num_generated: int) -> list[int]:
+    beam_indices = getattr(output, "beam_indices", None)
+    if beam_indices is None:
+        return [0] * num_generated
+    return [int(beam_indices[0, step]) for step in range(num_generated)]
+
+
+def _check_choice(name: str, value: int, count: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < count:
+        raise DemoError(f"{name}={value!r} is out of range; expected 0 to {count - 1}.")
+    return value
+
+
+def attention_matrix(
+    prediction: Prediction, kind: str = "cross", layer: int = -1, head: int | str | None = None
+) -> tuple[torch.Tensor, list[str], list[str]]:
+    """One (query, key) attention matrix of a prediction, with the query and key token labels.
+
+    ``kind``: "cross" (each generated token over the source), "encoder" or "decoder". ``layer`` -1 is the last.
+    ``head`` an index, or None / "mean" for the mean of the heads.
+    """
+    from .visualization import ATTENTION_KINDS
+
+    if kind not in ATTENTION_KINDS:
+        raise DemoError(f"kind={kind!r}; expected one of {sorted(ATTENTION_KINDS)}.")
+    example = prediction.attention
+    layers = getattr(example, ATTENTION_KINDS[kind][0])
+    if not layers:
+        raise DemoError(f"This prediction holds no {kind} attention.")
+    layer = _check_choice("layer", len(layers) + layer if layer < 0 else layer, len(layers))
+    weights = layers[layer][0]  # (H, q, k)
+    if head is None or head == MEAN_OF_HEADS:
+        matrix = weights.mean(dim=0)  # (q, k)
+    else:
+        matrix = weights[_check_choice("head", int(head), weights.shape[0])]  # (q, k)
+    source, decoder_inputs = example.source_tokens, example.target_tokens
+    queries = {"cross": example.generated_tokens, "encoder": source, "decoder": decoder_inputs}[kind]
+    keys = {"cross": source, "encoder": source, "decoder": decoder_inputs}[kind]
+    return matrix, list(queries), list(keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the page shows
+# ---------------------------------------------------------------------------------------------
+
+
+def _shown(token: str) -> str:
+    return "\u2423" if token == " " else token
+
+
+def _cell_colour(weight: float) -> str:
+    # White (0) to deep blue (1); text turns white on dark cells.
+    shade = int(round(255 * (1.0 - weight)))
+    return f"background:rgb({shade},{shade + (255 - shade) // 3},255);color:{'#fff' if weight > 0.55 else '#111'}"
+
+
+def attention_table_html(matrix: torch.Tensor, query_tokens: Sequence[str], key_tokens: Sequence[str], title: str) -> str:
+    """An attention matrix as an HTML heatmap: one row per query token, one column per key token.
+
+    Each cell carries its weight in ``data-weight`` (and in its tooltip), so the page (and its tests) can read it.
+    """
+    header = "".join(f'<th class="mf-key">{html.escape(_shown(token))}</th>' for token in key_tokens)
+    rows = []
+    for query, weights in zip(query_tokens, matrix.tolist()):
+        cells = "".join(
+            f'<td class="mf-cell" data-weight="{weight:.4f}" title="{weight:.3f}" style="{_cell_colour(weight)}">'
+            f"{weight:.2f}</td>"
+            for weight in weights
+        )
+        rows.append(f'<tr><th class="mf-query">{html.escape(_shown(query))}</th>{cells}</tr>')
+    return (
+        f'<div class="mf-attention"><p class="mf-title">{html.escape(title)}</p>'
+        f'<table class="mf-table"><thead><tr><th></th>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
+def attention_view_html(prediction: Prediction | None, kind: str = "cross", layer: int = -1, head: int | str | None = None) -> str:
+    if prediction is None:
+        return '<p class="mf-empty">Generate an output to see its attention.</p>'
+    from .visualization import ATTENTION_KINDS
+
+    matrix, queries, keys = attention_matrix(prediction, kind, layer, head)
+    num_layers = len(getattr(prediction.attention, ATTENTION_KINDS[kind][0]))
+    shown_layer = num_layers + layer if layer < 0 else layer
+    which = "mean of heads" if head is None or head == MEAN_OF_HEADS else f"head {head}"
+    axes = {"cross": "rows: generated tokens; columns: source tokens",
+            "encoder": "rows and columns: source tokens",
+            "decoder": "rows and columns: decoder inputs (a row sees only itself and earlier columns)"}[kind]
+    return attention_table_html(matrix, queries, keys, f"{KIND_LABELS[kind]}, layer {shown_layer}, {which} ({axes})")
+
+
+def top_k_html(prediction: Prediction | None) -> str:
+    """Per generated position: the chosen token, then the k most likely next tokens with their probabilities."""
+    if prediction is None:
+        return ""
+    rows = []
+    for position, (chosen, candidates) in enumerate(zip(prediction.attention.generated_tokens, prediction.top_k)):
+        cells = "".join(
+            f'<td class="{"mf-chosen" if token == chosen else "mf-other"}">{html.escape(_shown(token))} '
+            f"<small>{probability:.3f}</small></td>"
+            for token, probability in candidates
+        )
+        rows.append(f'<tr><th>{position}</th><th class="mf-generated">{html.escape(_shown(chosen))}</th>{cells}</tr>')
+    k = len(prediction.top_k[0]) if prediction.top_k else 0
+    header = "".join(f"<th>#{rank + 1}</th>" for rank in range(k))
+    return (
+        '<table class="mf-topk"><thead><tr><th>position</th><th>generated</th>'
+        f'{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def beams_rows(prediction: Prediction | None) -> list[list[Any]]:
+    if prediction is None:
+        return []
+    return [[rank + 1, text, round(score, 4)] for rank, (text, score) in enumerate(prediction.beams)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Gradio page
+# ---------------------------------------------------------------------------------------------
+
+PAGE_CSS = """
+.mf-table, .mf-topk { border-collapse: collapse; font-size: 13px; }
+.mf-table th, .mf-table td, .mf-topk th, .mf-topk td { border: 1px solid #ddd; padding: 2px 5px; text-align: center; }
+.mf-table td.mf-cell { min-width: 2.6em; }
+.mf-topk td.mf-chosen { font-weight: 700; background: #e8f0ff; }
+.mf-title { font-weight: 600; margin: 0.3em 0; }
+"""
+
+
+def import_gradio() -> Any:
+    """Import Gradio with its network features off, or explain how to install it."""
+    for name, value in OFFLINE_GRADIO_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        import gradio
+    except ImportError as error:
+        raise ImportError(
+            f"miniformer demo needs Gradio, which is not installed ({error}). Install the demo extra: {DEMO_INSTALL_HINT}"
+        ) from error
+    return gradio
+
+
+def build_app(demo_model: DemoModel, *, top_k: int = 5) -> Any:
+    """The Gradio page for ``demo_model``; ``app.launch(...)`` or :func:`launch` serves it."""
+    gr = import_gradio()
+    layer_choices = [str(layer) for layer in range(demo_model.num_layers)]
+    head_choices = [MEAN_OF_HEADS] + [str(head) for head in range(demo_model.num_heads)]
+    kind_choices = [(label, kind) for kind, label in KIND_LABELS.items()]
+
+    def run(text: str, decoding: str, beams: float, kind: str, layer: str, head: str):
+        try:
+            prediction = predict(demo_model, text, num_beams=int(beams) if decoding == "beam search" else 1, top_k=top_k)
+        except DemoError as error:
+            raise gr.Error(str(error)) from error
+        view = attention_view_html(prediction, kind, int(layer), head)
+        return prediction.output, beams_rows(prediction), view, top_k_html(prediction), prediction
+
+    def redraw(prediction: Prediction | None, kind: str, layer: str, head: str) -> str:
+        return attention_view_html(prediction, kind, int(layer), head)
+
+    with gr.Blocks(title=f"Miniformer: {demo_model.name}", analytics_enabled=False) as app:
+        gr.Markdown(
+            f"## Miniformer attention: `{demo_model.name}`\n"
+            "Type a source text and generate. The tables show where each generated token looked in the source "
+            "(cross-attention, §3.2.3), how the encoder and decoder attend to themselves, and the model's top "
+            f"{top_k} next tokens at every step."
+        )
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                source = gr.Textbox(label="Source text", elem_id="mf-source", lines=1,
+                                    value=demo_model.examples[0] if demo_model.examples else "")
+                if demo_model.examples:
+                    gr.Examples(examples=[[example] for example in demo_model.examples], inputs=[source],
+                                label="Held-out examples (never seen in training)")
+            with gr.Column(scale=2):
+                decoding = gr.Radio(["greedy", "beam search"], value="greedy", label="Decoding", elem_id="mf-decoding")
+                beams = gr.Slider(2, 8, value=4, step=1, label="Beams (beam search)", elem_id="mf-beams")
+                submit = gr.Button("Generate", variant="primary", elem_id="mf-generate")
+        output = gr.Textbox(label="Output (best sequence)", elem_id="mf-output", interactive=False)
+        beam_table = gr.Dataframe(headers=["rank", "output", "score (log-probability)"], label="Beams and scores",
+                                  elem_id="mf-beams-table", interactive=False)
+        with gr.Row():
+            kind = gr.Radio(kind_choices, value="cross", label="Attention", elem_id="mf-kind")
+            layer = gr.Radio(layer_choices, value=layer_choices[-1], label="Layer", elem_id="mf-layer")
+            head = gr.Radio(head_choices, value=MEAN_OF_HEADS, label="Head", elem_id="mf-head")
+        attention_view = gr.HTML(attention_view_html(None), elem_id="mf-attention")
+        gr.Markdown("### Step by step: the most likely next tokens at each generated position")
+        top_k_view = gr.HTML("", elem_id="mf-topk")
+
+        inputs = [source, decoding, beams, kind, layer, head]
+        outputs = [output, beam_table, attention_view, top_k_view, state]
+        submit.click(run, inputs, outputs, api_name="predict")
+        source.submit(run, inputs, outputs, api_name=False)
+        for picker in (kind, layer, head):
+            picker.change(redraw, [state, kind, layer, head], [attention_view], api_name=False)
+    return app
+
+
+def launch(
+    demo_model: DemoModel,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int | None = DEFAULT_PORT,
+    share: bool = False,
+    block: bool = True,
+    quiet: bool = True,
+) -> tuple[Any, str]:
+    """Serve the page; returns (app, local URL). ``block=False`` returns at once (``app.close()`` stops it)."""
+    gr = import_gradio()
+    app = build_app(demo_model)
+    app.queue(default_concurrency_limit=1, max_size=64)
+    _, local_url, _ = app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=True,
+        quiet=quiet,
+        show_error=True,
+        ssr_mode=False,
+        pwa=False,
+        mcp_server=False,
+        theme=gr.themes.Default(),  # its fonts are served by Gradio itself, not a font CDN
+        css=PAGE_CSS,
+    )
+    if block:
+        try:
+            app.block_thread()
+        finally:
+            app.close()
+    return app, local_url
+
+
+# ---------------------------------------------------------------------------------------------
+# A Hugging Face Space
+# ---------------------------------------------------------------------------------------------
+
+SPACE_APP = '''"""Miniformer attention demo for {repo_id!r}, written by `miniformer demo --write-space`."""
+
+import os
+
+from miniformer_hf.demo import launch, load_demo_model
+
+MODEL = os.environ.get("MINIFORMER_MODEL", {repo_id!r})
+EXAMPLES = {examples!r}
+
+if __name__ == "__main__":
+    demo_model = load_demo_model(MODEL)
+    demo_model.examples = demo_model.examples or EXAMPLES
+    # A Space sets GRADIO_SERVER_NAME=0.0.0.0; anywhere else the page stays on this machine (127.0.0.1).
+    app, url = launch(demo_model, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                      port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), block=False)
+    print(f"Miniformer demo of {{MODEL}}: open {{url}} in a browser (Ctrl+C stops it).", flush=True)
+    app.block_thread()
+'''
+
+SPACE_REQUIREMENTS = (
+    "torch>=2.4",
+    "transformers>=5.24,<6",
+    "tokenizers>=0.21",
+    "safetensors>=0.4",
+    "huggingface_hub>=1.0",
+    "datasets>=3.0",
+    "babel==2.19.0",
+    "gradio>=6,<7",
+)
+SPACE_README = """---
+title: Miniformer attention
+sdk: gradio
+app_file: app.py
+pinned: false
+---
+
+A live attention page for the Miniformer model `{repo_id}`: type a source text, see the output, the beams,
+the cross-attention of each generated token over the source, and the top next tokens at each step.
+"""
+
+
+def write_space(folder: str | Path, repo_id: str, *, examples: Sequence[str] = ()) -> list[Path]:
+    """Write a Hugging Face Space that runs the demo for ``repo_id``: app.py, requirements.txt, README.md and a
+    copy of this package (``miniformer_hf/``, so the Space runs exactly this code). Returns the files written."""
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise DemoError("The Space needs --model REPO_ID: the Hub repository the Space should load.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    package = Path(__file__).resolve().parent
+    target = folder / "miniformer_hf"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    written = [
+        _write(folder / "app.py", SPACE_APP.format(repo_id=repo_id, examples=list(examples))),
+        _write(folder / "requirements.txt", "\n".join(SPACE_REQUIREMENTS) + "\n"),
+        _write(folder / "README.md", SPACE_README.format(repo_id=repo_id)),
+    ]
+    return written + sorted(target.rglob("*.py"))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: `miniformer demo`
+# ---------------------------------------------------------------------------------------------
+
+
+def add_demo_arguments(parser: Any) -> Any:
+    """Arguments of ``miniformer demo --model RUN_OR_REPO [--host H] [--port P] [--share] [--write-space DIR]``."""
+    parser.add_argument("--model", required=True, metavar="RUN_OR_REPO",
+                        help="run folder written by `miniformer train`, or a Hub repo id (user/name)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: the first free port from {DEFAULT_PORT})")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for a repo id")
+    parser.add_argument("--write-space", metavar="DIR", default=None,
+                        help="write a Hugging Face Space (app.py, requirements.txt) for the repo id --model, then exit")
+    return parser
+
+
+def run_demo(args: Any) -> int:
+    """Run ``miniformer demo``; returns the exit code. Raises DemoError / ImportError with one-line messages."""
+    if args.write_space:
+        examples: list[str] = []
+        if Path(args.model).is_dir():
+            examples = held_out_examples(args.model)
+        written = write_space(args.write_space, args.model, examples=examples)
+        print(f"Wrote a Space for {args.model} to {args.write_space} ({len(written)} files). "
+              f"Try it locally: cd {args.write_space} && python app.py")
+        return 0
+    import_gradio()  # before loading the model: a missing extra is reported at once
+    demo_model = load_demo_model(args.model, revision=args.revision)
+    port = None if args.port == 0 else args.port
+    app, url = launch(demo_model, host=args.host, port=port, share=args.share, block=False)
+    print(f"Miniformer demo of {args.model}: open {url} in a browser (Ctrl+C stops it).", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+    return 0
+
+
+__all__ = [
+    "DemoError",
+    "DemoModel",
+    "Prediction",
+    "add_demo_arguments",
+    "attention_matrix",
+    "attention_table_html",
+    "attention_view_html",
+    "beams_rows",
+    "build_app",
+    "held_out_examples",
+    "import_gradio",
+    "launch",
+    "load_demo_model",
+    "predict",
+    "resolve_model_folder",
+    "run_demo",
+    "top_k_html",
+    "write_space",
+]
