@@ -3,9 +3,11 @@
 A pushed repository must load for someone who has never installed ``miniformer_hf``::
 
     AutoModelForSeq2SeqLM.from_pretrained(repo_id, trust_remote_code=True)
-    AutoTokenizer.from_pretrained(repo_id)
+    AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+    pipeline(model=repo_id, trust_remote_code=True)  # seq2seq checkpoints
 
-so a push carries the weights (safetensors), ``config.json`` with its ``auto_map``, the two code files, the tokenizer,
+so a push carries the weights (safetensors), ``config.json`` with its ``auto_map`` (and ``custom_pipelines``), the code
+files (and ``pipeline_miniformer.py``), the tokenizer,
 the generation config and a model card rendered from ``model_cards/miniformer.md``.
 
 * :func:`render_model_card` fills the template from a config and a training run's metrics.
@@ -54,9 +56,10 @@ EXCLUDED_FROM_PUSH = (
     "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "training_args.bin",
 )
 
-# Per head: the Auto class a stranger loads it with and the Hub's pipeline tag.
+# Per head: the Auto class a stranger loads it with and the Hub's pipeline tag. transformers 5 has no
+# text2text-generation task; a seq2seq checkpoint carries its own pipeline under "text-generation" (pipeline_miniformer).
 HEADS = {
-    "MiniformerForConditionalGeneration": ("AutoModelForSeq2SeqLM", "text2text-generation"),
+    "MiniformerForConditionalGeneration": ("AutoModelForSeq2SeqLM", "text-generation"),
     "MiniformerForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
     "MiniformerForCausalLM": ("AutoModelForCausalLM", "text-generation"),
     "MiniformerModel": ("AutoModel", "feature-extraction"),
@@ -143,11 +146,22 @@ def _usage_snippet(repo_id: str, auto_class: str, task: str | None) -> str:
     example = EXAMPLE_INPUTS.get(task or "", "your input text")
     loading = (
         f"from transformers import {auto_class}, AutoTokenizer\n\n"
-        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+        # Without trust_remote_code, transformers' AutoTokenizer first loads config.json through AutoConfig, which
+        # stops at an interactive "run the custom code? [y/N]" prompt for any model whose code ships with it.
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)\n'
         f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)\n\n'
         f'inputs = tokenizer(["{example}"], return_tensors="pt")\n'
     )
-    if auto_class in ("AutoModelForSeq2SeqLM", "AutoModelForCausalLM"):
+    if auto_class == "AutoModelForSeq2SeqLM":
+        return loading + (
+            "outputs = model.generate(**inputs, max_new_tokens=32)\n"
+            "print(tokenizer.batch_decode(outputs, skip_special_tokens=True))\n\n"
+            "# Or in one line, with the pipeline that ships in this repository:\n"
+            "from transformers import pipeline\n\n"
+            f'generator = pipeline(model="{repo_id}", trust_remote_code=True)\n'
+            f'print(generator("{example}", max_new_tokens=32)[0]["generated_text"])'
+        )
+    if auto_class == "AutoModelForCausalLM":
         return loading + (
             "outputs = model.generate(**inputs, max_new_tokens=32)\n"
             "print(tokenizer.batch_decode(outputs, skip_special_tokens=True))"

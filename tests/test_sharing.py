@@ -283,7 +283,7 @@ def test_push_command_uploads_a_run_folder_in_one_commit(hub_client, tmp_path, t
         assert files[name] == (PACKAGE_DIR / name).read_bytes()
 
     card = ModelCard(files["README.md"].decode())
-    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text2text-generation"
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
     assert "miniformer" in card.data.tags and card.data.license == "apache-2.0"
     assert card.data.metrics == ["exact_match", "cer"]
     assert "0.875" in card.text and "0.0412" in card.text and "trust_remote_code=True" in card.text
@@ -309,7 +309,7 @@ def test_model_card_describes_the_checkpoint(trained_model):
     card = render_model_card(trained_model.config, metrics=metrics, repo_id="alice/dates",
                              num_parameters=trained_model.num_parameters(), datasets=["alice/dates-corpus"])
     data = card.data
-    assert data.library_name == "transformers" and data.pipeline_tag == "text2text-generation"
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
     assert data.license == "apache-2.0" and data.datasets == ["alice/dates-corpus"]
     assert {"miniformer", "dates"} <= set(data.tags)
     assert data.metrics == ["exact_match", "cer", "bleu"]
