@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from huggingface_hub.errors import (
     HfHubHTTPError,
     HFValidationError,
     LocalTokenNotFoundError,
+    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -437,6 +439,34 @@ def _files_to_push(model_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+
+
+def _network_errors() -> tuple[type[Exception], ...]:
+    """A Hub that cannot be reached at all: refused or reset connections, DNS failures, timeouts, proxies, and offline
+    mode (OfflineModeIsEnabled is a ConnectionError). huggingface_hub 1.x talks through httpx, 2.x through httpx2."""
+    errors: list[type[Exception]] = [ConnectionError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+NETWORK_ERRORS = _network_errors()
+
+
+def _unreachable(endpoint: str, error: Exception, *, leftover: str = "") -> SharingError:
+    """One line for a Hub that could not be reached: the endpoint, the cause, what to check."""
+    if isinstance(error, OfflineModeIsEnabled):
+        return SharingError(f"Cannot push to {endpoint}: HF_HUB_OFFLINE is set, so no network call is allowed; "
+                            f"unset HF_HUB_OFFLINE (or set it to 0) and push again.{leftover}")
+    cause = " ".join(str(error).split()) or type(error).__name__
+    return SharingError(f"Cannot reach the Hub at {endpoint} ({type(error).__name__}: {cause}); check your network "
+                        "connection, any proxy (HTTPS_PROXY) and HF_ENDPOINT, then push again: nothing was uploaded."
+                        f"{leftover}")
+
+
 def _http_error_line(error: HfHubHTTPError) -> str:
     server_message = error.server_message or ""
     status = error.response.status_code if error.response is not None else "?"
@@ -485,6 +515,8 @@ def push_run_folder(
     api = HfApi(token=token)
     try:
         identity = api.whoami()
+    except NETWORK_ERRORS as error:
+        raise _unreachable(api.endpoint, error) from error
     except (HfHubHTTPError, LocalTokenNotFoundError) as error:
         raise SharingError(f"The Hub at {api.endpoint} rejected the token ({error.__class__.__name__}); create a "
                            "token with write access and pass it with --token or HF_TOKEN.") from error
@@ -521,6 +553,14 @@ def push_run_folder(
             commit_message=commit_message or f"Upload Miniformer from {model_dir.resolve().name}",
             revision=revision,
         )
+    except NETWORK_ERRORS as error:
+        # The commit is atomic on the Hub: it either landed whole or not at all. Only a repository created just now
+        # can be left behind, empty.
+        leftover = ""
+        if created_here and not _delete_quietly(api, repo_id):
+            leftover = (f" The repository {repo_id} was created before the connection failed and is empty; "
+                        "delete it or push again.")
+        raise _unreachable(api.endpoint, error, leftover=leftover) from error
     except (RepositoryNotFoundError, HfHubHTTPError) as error:
         if created_here:
             _delete_quietly(api, repo_id)
@@ -540,11 +580,14 @@ def push_run_folder(
     return commit
 
 
-def _delete_quietly(api: HfApi, repo_id: str) -> None:
+def _delete_quietly(api: HfApi, repo_id: str) -> bool:
+    """Delete the empty repository a failed push created; False if that failed too."""
     try:
         api.delete_repo(repo_id, missing_ok=True)
-    except HfHubHTTPError:
+    except (HfHubHTTPError, *NETWORK_ERRORS):
         logger.warning("Could not delete the empty repository %s created by the failed push", repo_id)
+        return False
+    return True
 
 
 def push_model(

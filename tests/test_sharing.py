@@ -516,3 +516,68 @@ def test_local_hub_lfs_uploads_and_cdn_redirects(hub_client, tmp_path, monkeypat
 def test_validate_run_folder_returns_the_config(tmp_path, trained_model, tokenizer):
     run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
     assert validate_run_folder(run)["model_type"] == "miniformer"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# No reachable Hub: one line naming the endpoint, exit code 1, nothing uploaded
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _closed_port_endpoint() -> str:
+    import socket
+
+    with socket.socket() as probe:  # a port that was just free: nothing listens on it once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_push_to_an_unreachable_hub_is_one_line_naming_the_endpoint(tmp_path, trained_model, tokenizer, monkeypatch):
+    endpoint = _closed_port_endpoint()
+    _point_client_at(monkeypatch, endpoint, tmp_path / "hf_home")
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    with pytest.raises(SharingError) as caught:
+        push_run_folder(run, "alice/unreachable", token=ALICE_TOKEN)
+    message = str(caught.value)
+    assert "\n" not in message and f"Cannot reach the Hub at {endpoint}" in message
+    assert "check your network connection" in message and "HF_ENDPOINT" in message
+
+
+def test_push_in_offline_mode_says_so(tmp_path, trained_model, tokenizer, monkeypatch):
+    from huggingface_hub import constants
+
+    _point_client_at(monkeypatch, _closed_port_endpoint(), tmp_path / "hf_home")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    with pytest.raises(SharingError, match="HF_HUB_OFFLINE is set"):
+        push_run_folder(run, "alice/offline", token=ALICE_TOKEN)
+
+
+def test_connection_lost_mid_push_deletes_the_repository_it_created(hub_client, tmp_path, trained_model, tokenizer,
+                                                                      monkeypatch):
+    from huggingface_hub import HfApi
+
+    def drop_the_connection(*args, **kwargs):
+        raise ConnectionResetError("Connection reset by peer")
+
+    monkeypatch.setattr(HfApi, "create_commit", drop_the_connection)
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    with pytest.raises(SharingError, match=f"Cannot reach the Hub at {hub_client.url}.*nothing was uploaded"):
+        push_run_folder(run, "alice/dropped")
+    assert not HfApi().repo_exists("alice/dropped"), "the empty repository created by the failed push remains"
+
+
+def test_miniformer_push_command_without_a_reachable_hub(tmp_path, trained_model, tokenizer):
+    """The real command, in its own process: one line on stderr, exit code 1, no traceback."""
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    endpoint = _closed_port_endpoint()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_TOKEN=ALICE_TOKEN,
+               PYTHONPATH=str(PACKAGE_DIR.parent))
+    command = [sys.executable, "-c", "import sys; from miniformer_hf.cli import main; sys.exit(main())",
+               "push", "--model", str(run), "--repo-id", "alice/unreachable"]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert completed.returncode == 1, completed.stderr
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in completed.stderr, completed.stderr
+    assert lines[0].startswith("miniformer push: error:") and f"Cannot reach the Hub at {endpoint}" in lines[0]
