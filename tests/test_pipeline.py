@@ -218,3 +218,15 @@ def test_stranger_runs_the_pipeline_from_the_hub(hub_client, tmp_path, trained_m
     assert isinstance(results["spanish"][0]["generated_text"], str)
     assert "trust_remote_code=True" in results["untrusted"]
     assert "Do you wish to run the custom code" not in completed.stdout.split("UNTRUSTED")[0]
+
+
+def test_readme_pipeline_snippet_runs(tmp_path, monkeypatch, trained_model, tokenizer):
+    from test_readme import readme_code
+
+    monkeypatch.chdir(tmp_path)
+    trained_model.save_pretrained(tmp_path / "runs" / "dates")  # stands in for `miniformer train`'s run folder
+    tokenizer.save_pretrained(tmp_path / "runs" / "dates")
+    namespace = {"__name__": "__readme__"}
+    exec(compile(readme_code("pipeline"), "README.md pipeline", "exec"), namespace)
+    assert type(namespace["generator"]).__name__ == "MiniformerSeq2SeqPipeline"
+    assert [len(records) for records in namespace["outputs"]] == [1, 1]

@@ -581,3 +581,106 @@ def test_miniformer_push_command_without_a_reachable_hub(tmp_path, trained_model
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in completed.stderr, completed.stderr
     assert lines[0].startswith("miniformer push: error:") and f"Cannot reach the Hub at {endpoint}" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A stranger's tokenizer: no interactive prompt, no warning, in a terminal or with stdin closed
+# --------------------------------------------------------------------------------------------------------------------
+
+TOKENIZER_PROBE = textwrap.dedent('''
+    import sys
+    class RefuseMiniformerHf:
+        def find_spec(self, name, path=None, target=None):
+            if name == "miniformer_hf" or name.startswith("miniformer_hf."):
+                raise ModuleNotFoundError(name)
+    sys.meta_path.insert(0, RefuseMiniformerHf())
+    from transformers import AutoTokenizer
+    kwargs = {"trust_remote_code": True} if sys.argv[2] == "trusted" else {}
+    tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], **kwargs)
+    print("LOADED", type(tokenizer).__name__, tokenizer.is_fast, tokenizer("123")["input_ids"], flush=True)
+''')
+
+
+def _run_in_a_terminal(command: list[str], env: dict, cwd: Path, timeout: float = 120) -> str:
+    """Run ``command`` with a pseudo-terminal as stdin, stdout and stderr, as in a shell; return what it printed.
+
+    Stops early (killing it) when transformers' interactive prompt appears, which would otherwise wait 15 s."""
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env, cwd=cwd,
+                               close_fds=True)
+    os.close(follower)
+    output, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                if b"[y/N]" in output:
+                    break
+            elif process.poll() is not None:
+                break
+    finally:
+        process.kill()
+        process.wait()
+        os.close(leader)
+    return output.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory, trained_model, tokenizer):
+    folder = tmp_path_factory.mktemp("tokenizer_run")
+    trained_model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _stranger_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_", "PYTHON"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(home), TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+@pytest.mark.parametrize("stdin", ["closed", "terminal"])
+def test_stranger_loads_the_tokenizer_as_the_card_shows_without_prompt_or_warning(saved_run, tmp_path, tokenizer,
+                                                                                   stdin):
+    command = [sys.executable, "-I", "-c", TOKENIZER_PROBE, str(saved_run), "trusted"]
+    if stdin == "closed":
+        completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                                   env=_stranger_env(tmp_path / "hf_home"), cwd=tmp_path)
+        output = completed.stdout + completed.stderr
+    else:
+        output = _run_in_a_terminal(command, _stranger_env(tmp_path / "hf_home"), tmp_path)
+    assert "Do you wish to run the custom code" not in output
+    assert "You are using a model of type" not in output
+    assert f"LOADED TokenizersBackend True {tokenizer('123')['input_ids']}" in output, output[-3000:]
+
+
+def test_card_and_readme_load_the_tokenizer_with_trust_remote_code(trained_model):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = readme.split("### Sharing a checkpoint", 1)[1].split("\n## ", 1)[0]
+    card = str(render_model_card(trained_model.config, repo_id="alice/x"))
+    for text in (readme, card):
+        assert "AutoTokenizer.from_pretrained(" in text
+        assert all("trust_remote_code=True" in line for line in text.splitlines()
+                   if "AutoTokenizer.from_pretrained(" in line)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "transformers 5.24's AutoTokenizer.from_pretrained first loads config.json with AutoConfig.from_pretrained("
+    "trust_remote_code=None) (models/auto/tokenization_auto.py), which prompts for any config.json whose auto_map "
+    "names an AutoConfig of an unregistered model_type, before it reads tokenizer_config.json: no saved file can "
+    "avoid it while the model itself needs trust_remote_code. The card and README pass trust_remote_code=True."))
+def test_stranger_tokenizer_without_trust_remote_code_in_a_terminal(saved_run, tmp_path):
+    command = [sys.executable, "-I", "-c", TOKENIZER_PROBE, str(saved_run), "untrusted"]
+    output = _run_in_a_terminal(command, _stranger_env(tmp_path / "hf_home"), tmp_path)
+    assert "Do you wish to run the custom code" not in output and "LOADED" in output, output[-2000:]
