@@ -232,7 +232,7 @@ def render_model_card(
     metrics: Mapping[str, Any] | None = None,
     repo_id: str | None = None,
     num_parameters: int | None = None,
-    license: str = "apache-2.0",
+    license: str = "mit",
     datasets: list[str] | None = None,
     tags: list[str] | None = None,
     task: str | None = None,

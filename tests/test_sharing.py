@@ -284,7 +284,7 @@ def test_push_command_uploads_a_run_folder_in_one_commit(hub_client, tmp_path, t
 
     card = ModelCard(files["README.md"].decode())
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
-    assert "miniformer" in card.data.tags and card.data.license == "apache-2.0"
+    assert "miniformer" in card.data.tags and card.data.license == "mit"
     assert card.data.metrics == ["exact_match", "cer"]
     assert "0.875" in card.text and "0.0412" in card.text and "trust_remote_code=True" in card.text
     info = HfApi().model_info("alice/reverse-run")
@@ -310,7 +310,7 @@ def test_model_card_describes_the_checkpoint(trained_model):
                              num_parameters=trained_model.num_parameters(), datasets=["alice/dates-corpus"])
     data = card.data
     assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
-    assert data.license == "apache-2.0" and data.datasets == ["alice/dates-corpus"]
+    assert data.license == "mit" and data.datasets == ["alice/dates-corpus"]
     assert {"miniformer", "dates"} <= set(data.tags)
     assert data.metrics == ["exact_match", "cer", "bleu"]
     text = card.text
