@@ -3,9 +3,11 @@
 A pushed repository must load for someone who has never installed ``miniformer_hf``::
 
     AutoModelForSeq2SeqLM.from_pretrained(repo_id, trust_remote_code=True)
-    AutoTokenizer.from_pretrained(repo_id)
+    AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+    pipeline(model=repo_id, trust_remote_code=True)  # seq2seq checkpoints
 
-so a push carries the weights (safetensors), ``config.json`` with its ``auto_map``, the two code files, the tokenizer,
+so a push carries the weights (safetensors), ``config.json`` with its ``auto_map`` (and ``custom_pipelines``), the code
+files (and ``pipeline_miniformer.py``), the tokenizer,
 the generation config and a model card rendered from ``model_cards/miniformer.md``.
 
 * :func:`render_model_card` fills the template from a config and a training run's metrics.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
 import json
 import logging
 import math
@@ -37,6 +40,7 @@ from huggingface_hub.errors import (
     HfHubHTTPError,
     HFValidationError,
     LocalTokenNotFoundError,
+    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -57,9 +61,10 @@ EXCLUDED_FROM_PUSH = (
     "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "training_args.bin",
 )
 
-# Per head: the Auto class a stranger loads it with and the Hub's pipeline tag.
+# Per head: the Auto class a stranger loads it with and the Hub's pipeline tag. transformers 5 has no
+# text2text-generation task; a seq2seq checkpoint carries its own pipeline under "text-generation" (pipeline_miniformer).
 HEADS = {
-    "MiniformerForConditionalGeneration": ("AutoModelForSeq2SeqLM", "text2text-generation"),
+    "MiniformerForConditionalGeneration": ("AutoModelForSeq2SeqLM", "text-generation"),
     "MiniformerForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
     "MiniformerForCausalLM": ("AutoModelForCausalLM", "text-generation"),
     "MiniformerModel": ("AutoModel", "feature-extraction"),
@@ -146,11 +151,22 @@ def _usage_snippet(repo_id: str, auto_class: str, task: str | None) -> str:
     example = EXAMPLE_INPUTS.get(task or "", "your input text")
     loading = (
         f"from transformers import {auto_class}, AutoTokenizer\n\n"
-        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+        # Without trust_remote_code, transformers' AutoTokenizer first loads config.json through AutoConfig, which
+        # stops at an interactive "run the custom code? [y/N]" prompt for any model whose code ships with it.
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)\n'
         f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)\n\n'
         f'inputs = tokenizer(["{example}"], return_tensors="pt")\n'
     )
-    if auto_class in ("AutoModelForSeq2SeqLM", "AutoModelForCausalLM"):
+    if auto_class == "AutoModelForSeq2SeqLM":
+        return loading + (
+            "outputs = model.generate(**inputs, max_new_tokens=32)\n"
+            "print(tokenizer.batch_decode(outputs, skip_special_tokens=True))\n\n"
+            "# Or in one line, with the pipeline that ships in this repository:\n"
+            "from transformers import pipeline\n\n"
+            f'generator = pipeline(model="{repo_id}", trust_remote_code=True)\n'
+            f'print(generator("{example}", max_new_tokens=32)[0]["generated_text"])'
+        )
+    if auto_class == "AutoModelForCausalLM":
         return loading + (
             "outputs = model.generate(**inputs, max_new_tokens=32)\n"
             "print(tokenizer.batch_decode(outputs, skip_special_tokens=True))"
@@ -450,6 +466,34 @@ def _files_to_push(model_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+
+
+def _network_errors() -> tuple[type[Exception], ...]:
+    """A Hub that cannot be reached at all: refused or reset connections, DNS failures, timeouts, proxies, and offline
+    mode (OfflineModeIsEnabled is a ConnectionError). huggingface_hub 1.x talks through httpx, 2.x through httpx2."""
+    errors: list[type[Exception]] = [ConnectionError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+NETWORK_ERRORS = _network_errors()
+
+
+def _unreachable(endpoint: str, error: Exception, *, leftover: str = "") -> SharingError:
+    """One line for a Hub that could not be reached: the endpoint, the cause, what to check."""
+    if isinstance(error, OfflineModeIsEnabled):
+        return SharingError(f"Cannot push to {endpoint}: HF_HUB_OFFLINE is set, so no network call is allowed; "
+                            f"unset HF_HUB_OFFLINE (or set it to 0) and push again.{leftover}")
+    cause = " ".join(str(error).split()) or type(error).__name__
+    return SharingError(f"Cannot reach the Hub at {endpoint} ({type(error).__name__}: {cause}); check your network "
+                        "connection, any proxy (HTTPS_PROXY) and HF_ENDPOINT, then push again: nothing was uploaded."
+                        f"{leftover}")
+
+
 def _http_error_line(error: HfHubHTTPError) -> str:
     server_message = error.server_message or ""
     status = error.response.status_code if error.response is not None else "?"
@@ -498,6 +542,8 @@ def push_run_folder(
     api = HfApi(token=token)
     try:
         identity = api.whoami()
+    except NETWORK_ERRORS as error:
+        raise _unreachable(api.endpoint, error) from error
     except (HfHubHTTPError, LocalTokenNotFoundError) as error:
         raise SharingError(f"The Hub at {api.endpoint} rejected the token ({error.__class__.__name__}); create a "
                            "token with write access and pass it with --token or HF_TOKEN.") from error
@@ -534,6 +580,14 @@ def push_run_folder(
             commit_message=commit_message or f"Upload Miniformer from {model_dir.resolve().name}",
             revision=revision,
         )
+    except NETWORK_ERRORS as error:
+        # The commit is atomic on the Hub: it either landed whole or not at all. Only a repository created just now
+        # can be left behind, empty.
+        leftover = ""
+        if created_here and not _delete_quietly(api, repo_id):
+            leftover = (f" The repository {repo_id} was created before the connection failed and is empty; "
+                        "delete it or push again.")
+        raise _unreachable(api.endpoint, error, leftover=leftover) from error
     except (RepositoryNotFoundError, HfHubHTTPError) as error:
         if created_here:
             _delete_quietly(api, repo_id)
@@ -553,11 +607,14 @@ def push_run_folder(
     return commit
 
 
-def _delete_quietly(api: HfApi, repo_id: str) -> None:
+def _delete_quietly(api: HfApi, repo_id: str) -> bool:
+    """Delete the empty repository a failed push created; False if that failed too."""
     try:
         api.delete_repo(repo_id, missing_ok=True)
-    except HfHubHTTPError:
+    except (HfHubHTTPError, *NETWORK_ERRORS):
         logger.warning("Could not delete the empty repository %s created by the failed push", repo_id)
+        return False
+    return True
 
 
 def push_model(

@@ -15,7 +15,10 @@ Both agree with `MiniformerConfig`'s defaults on the special tokens::
     id 3 "<unk>"
 
 so ``tokenizer("3 March 1998").input_ids`` ends with 2, labels end with eos, and
-``tokenizer.decode(ids, skip_special_tokens=True)`` gives the text back. ``save_pretrained(dir)``
+``tokenizer.decode(ids, skip_special_tokens=True)`` gives the text back. User text is text: the strings
+``"<pad>"``, ``"<s>"``, ``"</s>"`` and ``"<unk>"`` written in data or in a ``generate`` input encode as their
+characters (``split_special_tokens=True``, saved in ``tokenizer_config.json``), so a target holding ``"</s>"`` is
+not cut short and decodes back as written; only the ids 0-3 are special. ``save_pretrained(dir)``
 writes ``tokenizer.json`` and ``tokenizer_config.json`` and ``AutoTokenizer.from_pretrained(dir)``
 loads an equal tokenizer.
 """
@@ -74,6 +77,8 @@ def _wrap(tokenizer: Tokenizer, model_max_length: int) -> PreTrainedTokenizerFas
         model_max_length=model_max_length,
         # The default clean-up rewrites " ," as "," and the like, so decoding would not round-trip.
         clean_up_tokenization_spaces=False,
+        # User text is text: a literal "</s>" in the data encodes as its characters, never as end-of-sequence.
+        split_special_tokens=True,
     )
 
 

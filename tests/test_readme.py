@@ -27,7 +27,13 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
 
 
 def test_ci_runs_exactly_the_readme_test_command():
+    two_commands = README.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", two_commands.split("### By hand", 1)[0], re.S)
+    assert commands == ["scripts/setup.sh train", "scripts/setup.sh test"]
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands[1] in ci_lines
+    # The set-up script's test job runs the manual test command shown below the two commands.
     test_command = "HF_HUB_OFFLINE=1 python -m pytest -q"
     assert f"```bash\n{test_command}\n```" in README
-    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    assert test_command in ci_lines
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "export HF_HUB_OFFLINE=1\nexec python -m pytest -q" in setup

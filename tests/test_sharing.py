@@ -283,7 +283,7 @@ def test_push_command_uploads_a_run_folder_in_one_commit(hub_client, tmp_path, t
         assert files[name] == (PACKAGE_DIR / name).read_bytes()
 
     card = ModelCard(files["README.md"].decode())
-    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text2text-generation"
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
     assert "miniformer" in card.data.tags and card.data.license == "mit"
     assert card.data.metrics == ["exact_match", "cer"]
     assert "0.875" in card.text and "0.0412" in card.text and "trust_remote_code=True" in card.text
@@ -309,7 +309,7 @@ def test_model_card_describes_the_checkpoint(trained_model):
     card = render_model_card(trained_model.config, metrics=metrics, repo_id="alice/dates",
                              num_parameters=trained_model.num_parameters(), datasets=["alice/dates-corpus"])
     data = card.data
-    assert data.library_name == "transformers" and data.pipeline_tag == "text2text-generation"
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
     assert data.license == "mit" and data.datasets == ["alice/dates-corpus"]
     assert {"miniformer", "dates"} <= set(data.tags)
     assert data.metrics == ["exact_match", "cer", "bleu"]
@@ -516,3 +516,171 @@ def test_local_hub_lfs_uploads_and_cdn_redirects(hub_client, tmp_path, monkeypat
 def test_validate_run_folder_returns_the_config(tmp_path, trained_model, tokenizer):
     run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
     assert validate_run_folder(run)["model_type"] == "miniformer"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# No reachable Hub: one line naming the endpoint, exit code 1, nothing uploaded
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _closed_port_endpoint() -> str:
+    import socket
+
+    with socket.socket() as probe:  # a port that was just free: nothing listens on it once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_push_to_an_unreachable_hub_is_one_line_naming_the_endpoint(tmp_path, trained_model, tokenizer, monkeypatch):
+    endpoint = _closed_port_endpoint()
+    _point_client_at(monkeypatch, endpoint, tmp_path / "hf_home")
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    with pytest.raises(SharingError) as caught:
+        push_run_folder(run, "alice/unreachable", token=ALICE_TOKEN)
+    message = str(caught.value)
+    assert "\n" not in message and f"Cannot reach the Hub at {endpoint}" in message
+    assert "check your network connection" in message and "HF_ENDPOINT" in message
+
+
+def test_push_in_offline_mode_says_so(tmp_path, trained_model, tokenizer, monkeypatch):
+    from huggingface_hub import constants
+
+    _point_client_at(monkeypatch, _closed_port_endpoint(), tmp_path / "hf_home")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    with pytest.raises(SharingError, match="HF_HUB_OFFLINE is set"):
+        push_run_folder(run, "alice/offline", token=ALICE_TOKEN)
+
+
+def test_connection_lost_mid_push_deletes_the_repository_it_created(hub_client, tmp_path, trained_model, tokenizer,
+                                                                      monkeypatch):
+    from huggingface_hub import HfApi
+
+    def drop_the_connection(*args, **kwargs):
+        raise ConnectionResetError("Connection reset by peer")
+
+    monkeypatch.setattr(HfApi, "create_commit", drop_the_connection)
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    with pytest.raises(SharingError, match=f"Cannot reach the Hub at {hub_client.url}.*nothing was uploaded"):
+        push_run_folder(run, "alice/dropped")
+    assert not HfApi().repo_exists("alice/dropped"), "the empty repository created by the failed push remains"
+
+
+def test_miniformer_push_command_without_a_reachable_hub(tmp_path, trained_model, tokenizer):
+    """The real command, in its own process: one line on stderr, exit code 1, no traceback."""
+    run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
+    endpoint = _closed_port_endpoint()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_TOKEN=ALICE_TOKEN,
+               PYTHONPATH=str(PACKAGE_DIR.parent))
+    command = [sys.executable, "-c", "import sys; from miniformer_hf.cli import main; sys.exit(main())",
+               "push", "--model", str(run), "--repo-id", "alice/unreachable"]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert completed.returncode == 1, completed.stderr
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in completed.stderr, completed.stderr
+    assert lines[0].startswith("miniformer push: error:") and f"Cannot reach the Hub at {endpoint}" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A stranger's tokenizer: no interactive prompt, no warning, in a terminal or with stdin closed
+# --------------------------------------------------------------------------------------------------------------------
+
+TOKENIZER_PROBE = textwrap.dedent('''
+    import sys
+    class RefuseMiniformerHf:
+        def find_spec(self, name, path=None, target=None):
+            if name == "miniformer_hf" or name.startswith("miniformer_hf."):
+                raise ModuleNotFoundError(name)
+    sys.meta_path.insert(0, RefuseMiniformerHf())
+    from transformers import AutoTokenizer
+    kwargs = {"trust_remote_code": True} if sys.argv[2] == "trusted" else {}
+    tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], **kwargs)
+    print("LOADED", type(tokenizer).__name__, tokenizer.is_fast, tokenizer("123")["input_ids"], flush=True)
+''')
+
+
+def _run_in_a_terminal(command: list[str], env: dict, cwd: Path, timeout: float = 120) -> str:
+    """Run ``command`` with a pseudo-terminal as stdin, stdout and stderr, as in a shell; return what it printed.
+
+    Stops early (killing it) when transformers' interactive prompt appears, which would otherwise wait 15 s."""
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env, cwd=cwd,
+                               close_fds=True)
+    os.close(follower)
+    output, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                if b"[y/N]" in output:
+                    break
+            elif process.poll() is not None:
+                break
+    finally:
+        process.kill()
+        process.wait()
+        os.close(leader)
+    return output.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory, trained_model, tokenizer):
+    folder = tmp_path_factory.mktemp("tokenizer_run")
+    trained_model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _stranger_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_", "PYTHON"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(home), TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+@pytest.mark.parametrize("stdin", ["closed", "terminal"])
+def test_stranger_loads_the_tokenizer_as_the_card_shows_without_prompt_or_warning(saved_run, tmp_path, tokenizer,
+                                                                                   stdin):
+    command = [sys.executable, "-I", "-c", TOKENIZER_PROBE, str(saved_run), "trusted"]
+    if stdin == "closed":
+        completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                                   env=_stranger_env(tmp_path / "hf_home"), cwd=tmp_path)
+        output = completed.stdout + completed.stderr
+    else:
+        output = _run_in_a_terminal(command, _stranger_env(tmp_path / "hf_home"), tmp_path)
+    assert "Do you wish to run the custom code" not in output
+    assert "You are using a model of type" not in output
+    assert f"LOADED TokenizersBackend True {tokenizer('123')['input_ids']}" in output, output[-3000:]
+
+
+def test_card_and_readme_load_the_tokenizer_with_trust_remote_code(trained_model):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = readme.split("### Sharing a checkpoint", 1)[1].split("\n## ", 1)[0]
+    card = str(render_model_card(trained_model.config, repo_id="alice/x"))
+    for text in (readme, card):
+        assert "AutoTokenizer.from_pretrained(" in text
+        assert all("trust_remote_code=True" in line for line in text.splitlines()
+                   if "AutoTokenizer.from_pretrained(" in line)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "transformers 5.24's AutoTokenizer.from_pretrained first loads config.json with AutoConfig.from_pretrained("
+    "trust_remote_code=None) (models/auto/tokenization_auto.py), which prompts for any config.json whose auto_map "
+    "names an AutoConfig of an unregistered model_type, before it reads tokenizer_config.json: no saved file can "
+    "avoid it while the model itself needs trust_remote_code. The card and README pass trust_remote_code=True."))
+def test_stranger_tokenizer_without_trust_remote_code_in_a_terminal(saved_run, tmp_path):
+    command = [sys.executable, "-I", "-c", TOKENIZER_PROBE, str(saved_run), "untrusted"]
+    output = _run_in_a_terminal(command, _stranger_env(tmp_path / "hf_home"), tmp_path)
+    assert "Do you wish to run the custom code" not in output and "LOADED" in output, output[-2000:]

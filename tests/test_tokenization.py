@@ -220,3 +220,97 @@ def test_tokenize_pairs_needs_source_and_target():
     tokenizer = train_char_tokenizer(["ab"])
     with pytest.raises(DataError, match=r"no column\(s\) \['target'\]"):
         tokenize_pairs(Dataset.from_dict({"source": ["a"]}), tokenizer)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# User text is text: the strings of the special tokens in data or inputs stay characters (issue 14, item 7)
+# --------------------------------------------------------------------------------------------------------------------
+
+LITERAL_SPECIALS = ["x <pad> y </s> z", "a b </s> c d", "<s>start", "end<unk>", "</s></s><pad>", "plain"]
+
+
+@pytest.fixture(scope="module", params=["char", "bpe"])
+def literal_tokenizer(request):
+    # Data that itself holds the special-token strings, often (a BPE trainer sees them as mergeable text).
+    texts = LITERAL_SPECIALS * 50 + ["</s>"] * 200 + ["<pad>\n<s> <unk>"] * 200
+    if request.param == "char":
+        return train_char_tokenizer(texts)
+    return train_bpe_tokenizer(texts, vocab_size=400)
+
+
+def assert_text_round_trips(tokenizer, texts):
+    encoded = tokenizer(texts)["input_ids"]
+    for text, ids in zip(texts, encoded):
+        assert ids[-1] == EOS_ID and EOS_ID not in ids[:-1], (text, ids)
+        assert not {PAD_ID, BOS_ID, UNK_ID} & set(ids), (text, ids)
+    assert tokenizer.batch_decode(encoded, skip_special_tokens=True) == texts
+
+
+def test_special_token_strings_in_text_stay_characters(literal_tokenizer):
+    assert_text_round_trips(literal_tokenizer, LITERAL_SPECIALS)
+    # Special tokens are still the model's: eos is appended by the post-processor and skipped on decoding.
+    assert literal_tokenizer.convert_ids_to_tokens([PAD_ID, BOS_ID, EOS_ID, UNK_ID]) == list(SPECIAL_TOKENS)
+
+
+def test_special_token_strings_in_training_pairs_stay_characters(literal_tokenizer):
+    from datasets import Dataset
+
+    pairs = Dataset.from_dict({"source": LITERAL_SPECIALS, "target": LITERAL_SPECIALS[::-1]})
+    encoded = tokenize_pairs(pairs, literal_tokenizer)
+    for row, source, target in zip(encoded, LITERAL_SPECIALS, LITERAL_SPECIALS[::-1]):
+        # One eos, at the end: a "</s>" in a target does not end the sequence the model learns.
+        assert row["labels"].count(EOS_ID) == 1 and row["labels"][-1] == EOS_ID
+        assert row["input_ids"].count(EOS_ID) == 1 and row["input_ids"][-1] == EOS_ID
+        # Evaluation decodes labels and predictions the same way: the target comes back as written.
+        assert literal_tokenizer.decode(row["labels"], skip_special_tokens=True) == target
+        assert literal_tokenizer.decode(row["input_ids"], skip_special_tokens=True) == source
+
+
+def test_special_token_strings_survive_generation(literal_tokenizer):
+    """`generate` sees the whole input, and an output spelling "</s>" is text, not a stop."""
+    import torch
+
+    from conftest import tiny_config
+    from miniformer_hf import MiniformerForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = MiniformerForConditionalGeneration(tiny_config(vocab_size=len(literal_tokenizer))).eval()
+    text = "a b </s> c d"
+    inputs = literal_tokenizer([text], return_tensors="pt")
+    assert inputs["input_ids"][0].tolist().count(EOS_ID) == 1
+    # Force the decoder to spell the input back (an untrained model would not): the literal "</s>" in the middle of
+    # the output must neither stop generation nor vanish on decoding.
+    target = literal_tokenizer(text)["input_ids"]
+
+    def spell_the_input(batch_id, prefix):
+        step = prefix.shape[-1] - 1
+        return [target[step]] if step < len(target) else [EOS_ID]
+
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=len(target) + 2, prefix_allowed_tokens_fn=spell_the_input)
+    assert literal_tokenizer.batch_decode(generated, skip_special_tokens=True) == [text]
+
+
+def test_saved_tokenizer_keeps_special_token_strings_as_text_in_a_fresh_process(literal_tokenizer, tmp_path):
+    import subprocess
+    import sys
+
+    literal_tokenizer.save_pretrained(tmp_path)
+    probe = (
+        "import json, sys\n"
+        "from transformers import AutoTokenizer\n"
+        "tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+        "texts = json.loads(sys.argv[2])\n"
+        "ids = tokenizer(texts)['input_ids']\n"
+        "print(json.dumps([ids, tokenizer.batch_decode(ids, skip_special_tokens=True)]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(tmp_path), json.dumps(LITERAL_SPECIALS)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    ids, decoded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert ids == literal_tokenizer(LITERAL_SPECIALS)["input_ids"]
+    assert decoded == LITERAL_SPECIALS
+    for row in ids:
+        assert EOS_ID not in row[:-1]
