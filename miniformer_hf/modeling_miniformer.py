@@ -457,9 +457,9 @@ def token_cross_entropy(logits, labels, config: MiniformerConfig, num_items_in_b
         loss = F.cross_entropy(logits, labels, ignore_index=-100, label_smoothing=eps, reduction="sum")
     if num_items_in_batch is None:
         return loss / (labels != -100).sum().clamp(min=1)
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(loss.device)
-    return loss / num_items_in_batch
+    if torch.is_tensor(num_items_in_batch):  # Trainer's count over the accumulated batches; 0 if all ignored
+        return loss / num_items_in_batch.to(loss.device).clamp(min=1)
+    return loss / max(num_items_in_batch, 1)
 
 
 class MiniformerPreTrainedModel(PositionTablesMixin, PreTrainedModel):
