@@ -582,14 +582,14 @@ def run_demo(args: Any) -> int:
         if Path(args.model).is_dir():
             examples = held_out_examples(args.model)
         written = write_space(args.write_space, args.model, examples=examples)
-        print(f"Wrote a Space for {args.model} to {args.write_space} ({len(written)} files). "
-              f"Try it locally: cd {args.write_space} && python app.py")
+        logger.info("Wrote a Space for %s to %s (%d files). Try it locally: cd %s && python app.py",
+                    args.model, args.write_space, len(written), args.write_space)
         return 0
     import_gradio()  # before loading the model: a missing extra is reported at once
     demo_model = load_demo_model(args.model, revision=args.revision)
     port = None if args.port == 0 else args.port
     app, url = launch(demo_model, host=args.host, port=port, share=args.share, block=False)
-    print(f"Miniformer demo of {args.model}: open {url} in a browser (Ctrl+C stops it).", flush=True)
+    logger.info("Miniformer demo of %s: open %s in a browser (Ctrl+C stops it).", args.model, url)
     try:
         app.block_thread()
     finally:
