@@ -215,6 +215,12 @@ def predict(
         raise DemoError(f"top_k={top_k!r}; expected a positive integer.")
     model, tokenizer = demo_model.model, demo_model.tokenizer
     encoded = tokenizer(text, return_tensors="pt")
+    longest = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    if longest and encoded["input_ids"].shape[1] > longest:
+        raise DemoError(
+            f"The source text is {encoded['input_ids'].shape[1]} tokens long; this model reads at most {longest}. "
+            "Shorten it."
+        )
     if max_new_tokens is None:
         max_new_tokens = getattr(model.generation_config, "max_new_tokens", None) or 64
     beam_kwargs = {"num_beams": num_beams, "num_return_sequences": num_beams, "early_stopping": True}
@@ -242,7 +248,7 @@ def predict(
     beams = list(zip(texts, scores))
 
     # Top-k from the raw next-token distribution at each step, on the beam the chosen token came from.
-    rows = _field_rows(output, len(attention.generated_tokens))
+    rows = _beam_rows(output, len(attention.generated_tokens))
     k = min(top_k, int(output.logits[0].shape[-1]))
     steps = []
     for step, row in enumerate(rows):
@@ -253,7 +259,7 @@ def predict(
     return Prediction(text, texts[0], beams, attention, steps, num_beams)
 
 
-def _field_rows(output: Any, num_generated: int) -> list[int]:
+def _beam_rows(output: Any, num_generated: int) -> list[int]:
     beam_indices = getattr(output, "beam_indices", None)
     if beam_indices is None:
         return [0] * num_generated
@@ -582,14 +588,14 @@ def run_demo(args: Any) -> int:
         if Path(args.model).is_dir():
             examples = held_out_examples(args.model)
         written = write_space(args.write_space, args.model, examples=examples)
-        print(f"Wrote a Space for {args.model} to {args.write_space} ({len(written)} files). "
-              f"Try it locally: cd {args.write_space} && python app.py")
+        logger.info("Wrote a Space for %s to %s (%d files). Try it locally: cd %s && python app.py",
+                    args.model, args.write_space, len(written), args.write_space)
         return 0
     import_gradio()  # before loading the model: a missing extra is reported at once
     demo_model = load_demo_model(args.model, revision=args.revision)
     port = None if args.port == 0 else args.port
     app, url = launch(demo_model, host=args.host, port=port, share=args.share, block=False)
-    print(f"Miniformer demo of {args.model}: open {url} in a browser (Ctrl+C stops it).", flush=True)
+    logger.info("Miniformer demo of %s: open %s in a browser (Ctrl+C stops it).", args.model, url)
     try:
         app.block_thread()
     finally:

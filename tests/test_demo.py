@@ -136,9 +136,11 @@ def test_attention_views_have_the_right_axes_and_respond_to_layer_and_head(demo_
         demo.attention_matrix(prediction, "sideways")
 
 
-def test_empty_source_is_a_clear_error(demo_model):
+def test_empty_or_overlong_source_is_a_clear_error(demo_model):
     with pytest.raises(demo.DemoError, match="source text is empty"):
         demo.predict(demo_model, "   ")
+    with pytest.raises(demo.DemoError, match="this model reads at most"):
+        demo.predict(demo_model, "1" * (demo_model.model.config.max_position_embeddings + 1))
 
 
 def test_a_folder_that_is_not_a_miniformer_run_is_refused_clearly(tmp_path):

@@ -169,3 +169,24 @@ def test_learner_types_a_date_and_sees_output_alignment_and_heads_offline(browse
     print(f"{len(page.all_requests)} requests, {len(page.outside_requests)} outside: {page.outside_requests}")
     assert page.outside_requests == []
     assert all(re.match(rf"({re.escape(url.rstrip('/'))}|ws://127\.0\.0\.1|data:|blob:|about:)", u) for u in page.all_requests)
+
+
+def test_the_recorder_catches_a_page_that_reaches_outside(browser):
+    """The control: the same page with a Google-hosted font must be caught asking fonts.googleapis.com."""
+    gr = demo.import_gradio()
+    demo_model = demo.load_demo_model(str(trained_date_run()))
+    app = demo.build_app(demo_model)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _, url, _ = app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
+        theme=gr.themes.Default(font=[gr.themes.GoogleFont("Inter"), "sans-serif"]),
+    )
+    try:
+        page = open_url(browser, url, url.rstrip("/"))
+        page.wait_for("!!document.querySelector('#mf-generate')", seconds=30)
+        page.browser.pump(1.0)
+        assert any("fonts.googleapis.com" in request for request in page.outside_requests), page.outside_requests
+    finally:
+        app.close()
