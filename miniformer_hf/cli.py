@@ -588,11 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"miniformer {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(
-            f"miniformer {args.command}: interrupted; rerun with --resume to continue from the last checkpoint.",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as error:
+        message = str(error) or "interrupted"
+        print(f"miniformer {args.command}: {message}", file=sys.stderr)
         return 130
     except (OSError, ValueError) as error:  # unwritable folders, models that do not fit the data, SharingError ...
         print(

@@ -434,6 +434,10 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         return loss
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `run_training`; the message says what was kept and how to continue."""
+
+
 class NonFiniteTrainingError(RunError):
     """Training met a NaN or infinite loss, gradient or weight; ``step`` is the step it happened in."""
 
@@ -1023,6 +1027,9 @@ def _explained(error: BaseException, staging: Path) -> BaseException:
             f"{error.problem}; {kept}, and no run folder was written. Expected finite values: lower "
             "--learning-rate or raise --warmup-steps.",
         )
+    if isinstance(error, KeyboardInterrupt):
+        hint = "rerun the same command with --resume" if checkpoint else "rerun the same command to start again"
+        return RunInterrupted(f"interrupted; {kept.split(' (rerun')[0]}: {hint}.")
     if runs.disk_full(error) or "No space left" in str(error) or "StorageFull" in str(error):
         return RunError(f"no space left on the device while writing {staging}; {kept}. Free some space first.")
     return error

@@ -344,3 +344,30 @@ def test_generate_checks_lengths_and_empty_text_before_generating(finished, caps
     code, out, err = in_process(capsys, "generate", "--model", finished, "--max-new-tokens", "1", "a b c d e f")
     assert code == 0 and len(out.splitlines()) == 1
     assert "cut at the generation length of 1" in one_line(err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes(pairs, tmp_path):
+    import signal
+    import time
+
+    output_dir = tmp_path / "run"
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
+    argv = train_argv(pairs, output_dir, steps=60)
+    executable = shutil.which("miniformer")
+    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
+    process = subprocess.Popen([*command, *map(str, argv)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while process.poll() is None and time.time() < deadline and not runs.has_checkpoint(staging):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    line = one_line(err)
+    assert "interrupted" in line and "--resume" in line and "checkpoint-" in line
+    assert runs.has_checkpoint(staging) and not output_dir.exists()
+    assert runs.live_run_pid(staging) is None  # the lock went with the process
+
+    resumed = miniformer(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 60
