@@ -293,7 +293,8 @@ def check_generation_inputs(model, tokenizer, texts: Sequence[str], max_new_toke
     for number, text in enumerate(texts, start=1):
         if not text.strip():
             raise RunError(
-                f"source text {number} is empty; expected non-empty text (train and visualize refuse empty text too)."
+                f"source text {number} is empty; expected non-empty text (train, generate and visualize all refuse "
+                "empty text)."
             )
     if limit is not None and texts:
         for number, length in enumerate(token_lengths(tokenizer, texts), start=1):
@@ -840,6 +841,10 @@ class _PaddingCollator:
 # ---------------------------------------------------------------------------------------------
 
 
+# Larger models are refused before any allocation (a typo such as --d-model 100000 asks for 10^11).
+MAX_PARAMETERS = 2_000_000_000
+
+
 @dataclass
 class TrainingRunResult:
     """What `run_training` did: the run folder, its metrics, and whether there was anything to do."""
@@ -866,7 +871,7 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     started = time.perf_counter()
     _check_options(options)
     task_name = Path(options.train_file).stem if options.train_file else (options.task or DEFAULTS["task"])
-    output_dir = runs.resolve_output_dir(options.output_dir or Path("runs") / task_name)
+    output_dir = runs.resolve_output_dir(Path("runs") / task_name if options.output_dir is None else options.output_dir)
     staging = runs.staging_folder(output_dir)
     sizes = model_sizes(options)
     runs.check_output_folder(options, output_dir, staging)
@@ -941,6 +946,17 @@ def model_sizes(options: TrainingRunOptions) -> dict[str, Any]:
         raise RunError(
             f"--d-model {sizes['d_model']} is not divisible by --n-heads {sizes['n_heads']}; expected d_model a "
             "multiple of n_heads.",
+            2,
+        )
+    # Refuse before allocating: each layer holds about 4·D² (attention) + 2·D·d_ff (feed-forward)
+    # weights, the decoder's twice the attention; the embeddings add vocabulary · D.
+    d_model, d_ff, layers = sizes["d_model"], sizes["d_ff"], sizes["n_layers"]
+    estimate = layers * (12 * d_model * d_model + 4 * d_model * d_ff)
+    if estimate > MAX_PARAMETERS:
+        raise RunError(
+            f"the model would have about {estimate:,} parameters (d_model {d_model}, d_ff {d_ff}, {layers} layers), "
+            f"over the limit of {MAX_PARAMETERS:,}; expected a smaller --d-model/--d-ff/--n-layers (the paper's "
+            "big model has 213 million).",
             2,
         )
     return sizes

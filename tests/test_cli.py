@@ -87,6 +87,8 @@ def test_console_script_is_installed():
         (["train", "--schedule", "paper", "--learning-rate", "0.001"], "--schedule paper"),
         (["train", "--d-model", "30", "--n-heads", "4"], "divisible"),
         (["train", "--task", "copy", "--train-file", "x.csv"], "both given"),
+        (["train", "--d-model", "100000", "--n-heads", "1"], "2,000,000,000"),
+        (["train", "--output-dir", ""], "--output-dir is empty"),
         (["generate", "--model", "somewhere"], "TEXT"),
         (["evaluate", "--model", "somewhere"], "--data"),
         (["bogus"], "invalid choice"),

@@ -341,6 +341,11 @@ def test_generate_checks_lengths_and_empty_text_before_generating(finished, caps
     assert "Shorten the input" not in line
     code, out, err = in_process(capsys, "generate", "--model", finished, "")
     assert code == 1 and out == "" and "empty" in one_line(err)
+    views = finished.parent / "views"
+    code, _, err = in_process(capsys, "visualize", "--model", finished, "", "--out", views)
+    assert code == 1 and "empty" in one_line(err)
+    code, _, err = in_process(capsys, "visualize", "--model", finished, "a b", "--out", views, "--max-new-tokens", 2000)
+    assert code == 1 and "positional table" in one_line(err) and not views.exists()
     code, out, err = in_process(capsys, "generate", "--model", finished, "--max-new-tokens", "1", "a b c d e f")
     assert code == 0 and len(out.splitlines()) == 1
     assert "cut at the generation length of 1" in one_line(err)
