@@ -6,8 +6,14 @@ views). The folder is assembled in ``<output-dir>.incomplete`` and renamed into 
 run has finished, so a failed or killed run never leaves a half-written run folder, and an existing
 run folder is never touched without ``--overwrite`` (or ``--resume``).
 
-Exit codes: 0 success, 1 bad data/model/run state, 2 bad command-line usage. Errors are one line on
-stderr. This module only wires arguments to `miniformer_hf.training`, `data` and `tokenization`.
+This module only parses arguments and prints: the run itself is `miniformer_hf.training.run_training`
+(a notebook calls it with the same options, `miniformer_hf.runs.TrainingRunOptions`), and what may
+happen to a run folder is decided in `miniformer_hf.runs`. Nothing heavy (torch, transformers,
+datasets, matplotlib, bertviz, the Hub client) is imported before a command runs, so ``--help`` and
+usage errors answer at once (``python scripts/benchmark_cli.py`` measures it).
+
+Exit codes: 0 success, 1 bad data/model/run state, 2 bad command-line usage, 130 interrupted. Errors
+are one line on stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from . import runs
 from .runs import RunError, TrainingRunOptions
