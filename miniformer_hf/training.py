@@ -886,6 +886,13 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     if options.resume:
         _check_resume_data(resume_from, fingerprint)
     planned_steps = _planned_steps(options, len(data["train"]))
+    done_steps = _checkpoint_step(resume_from / CHECKPOINTS) if options.resume else None
+    if done_steps is not None and done_steps > planned_steps:
+        raise RunError(
+            f"--resume asks for {planned_steps} steps, but the run in {resume_from} has already done {done_steps}; "
+            f"expected --max-steps {done_steps} or more (or a new run).",
+            2,
+        )
     if options.resume and resume_from == output_dir and _finished_steps(output_dir / CHECKPOINTS) == planned_steps:
         metrics = runs.read_json(output_dir / "metrics.json") if (output_dir / "metrics.json").is_file() else {}
         logger.info("%s already finished its %d steps; nothing to do.", output_dir, planned_steps)
@@ -898,6 +905,8 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     if distributed is not None:
         distributed.wait_for_everyone()  # every process has checked the folders before any is created
     lock = runs.RunLock(staging)
+    # Folders this run creates above the staging folder (runs/ for runs/dates), removed again on a failed start.
+    new_parents = [parent for parent in staging.parents if not parent.exists()]
     if is_main:
         _prepare_staging(options, output_dir, staging, lock)
     try:
@@ -910,6 +919,9 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
             lock.release()
             if not runs.has_checkpoint(staging):
                 shutil.rmtree(staging, ignore_errors=True)  # a failed start leaves nothing behind
+                for parent in new_parents:  # innermost first
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()  # only if still empty
         raise _explained(error, staging) from error
     lock.release()
     return result
@@ -1004,6 +1016,13 @@ def _planned_steps(options: TrainingRunOptions, num_train: int) -> int:
     return math.ceil(options.epochs * steps_per_epoch)
 
 
+def _checkpoint_step(checkpoints: Path) -> int | None:
+    last = last_complete_checkpoint(checkpoints)
+    if last is None:
+        return None
+    return TrainerState.load_from_json(os.path.join(last, "trainer_state.json")).global_step
+
+
 def _finished_steps(checkpoints: Path) -> int | None:
     """The step of the newest checkpoint when it is also the last step of its run, else None."""
     last = last_complete_checkpoint(checkpoints)
@@ -1063,7 +1082,11 @@ def _train_in_staging(
     if is_main and not (resuming and (staging / "tokenizer.json").is_file()):
         texts = list(data["train"]["source"]) + list(data["train"]["target"])
         kind_kwargs = {"vocab_size": options.vocab_size} if options.tokenizer == "bpe" else {}
-        train_tokenizer(texts, kind=options.tokenizer, **kind_kwargs).save_pretrained(staging)
+        try:
+            tokenizer = train_tokenizer(texts, kind=options.tokenizer, **kind_kwargs)
+        except ValueError as error:
+            raise RunError(f"--tokenizer {options.tokenizer} --vocab-size {options.vocab_size}: {error}", 2) from error
+        tokenizer.save_pretrained(staging)
     if is_main:
         runs.write_json(staging / runs.RUN_ARGUMENTS, {**options.to_dict(), "data_fingerprint": fingerprint})
     if distributed is not None:

@@ -134,6 +134,9 @@ def test_resume_on_a_finished_run_changes_nothing(finished, pairs):
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout
     assert tree(finished) == before
+    fewer = miniformer(*train_argv(pairs, finished, steps=2), "--resume")
+    assert fewer.returncode == 2 and "already done 4" in one_line(fewer.stderr)
+    assert tree(finished) == before
     assert not os.path.exists(str(finished) + runs.INCOMPLETE_SUFFIX)
 
 
