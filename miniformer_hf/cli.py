@@ -66,6 +66,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    limit = 4 * (os.cpu_count() or 1)
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"{value} threads is more than this machine can use ({os.cpu_count()} CPUs); expected at most {limit}"
+        )
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -215,7 +225,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_thread_count,
         default=DEFAULTS["threads"],
         help="CPU threads for PyTorch (default 1: fastest for this small model on a shared machine)",
     )
@@ -295,7 +305,7 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="beam search width (default: the model's generation config, greedy)",
     )
     parser.add_argument(
-        "--threads", type=_positive_int, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
+        "--threads", type=_thread_count, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
     )
 
 
@@ -328,7 +338,7 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=_positive_int, default=None, help="score only the first this many examples")
     parser.add_argument("--output", help="also write the metrics (and predictions) to this JSON file")
     parser.add_argument(
-        "--threads", type=_positive_int, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
+        "--threads", type=_thread_count, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
     )
 
 

@@ -89,6 +89,7 @@ def test_console_script_is_installed():
         (["train", "--task", "copy", "--train-file", "x.csv"], "both given"),
         (["train", "--d-model", "100000", "--n-heads", "1"], "2,000,000,000"),
         (["train", "--output-dir", ""], "--output-dir is empty"),
+        (["generate", "--model", "somewhere", "--threads", "100000", "a"], "CPUs"),
         (["train", "--task", "copy", "--num-train", "300", "--tokenizer", "bpe", "--vocab-size", "10"], "--vocab-size"),
         (["generate", "--model", "somewhere"], "TEXT"),
         (["evaluate", "--model", "somewhere"], "--data"),
