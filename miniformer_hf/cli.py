@@ -451,9 +451,6 @@ def _display_path(path: Path) -> str:
 
 
 def run_train(args) -> int:
-    import torch
-
-    torch.set_num_threads(args.threads)
     from .training import run_training
 
     result = run_training(TrainingRunOptions.from_namespace(args))

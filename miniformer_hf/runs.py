@@ -112,7 +112,8 @@ class TrainingRunOptions:
     """The options of ``miniformer train`` (``miniformer train --help`` explains each one).
 
     ``None`` means "the default": a built-in task's own size, ``DEFAULTS`` otherwise. ``quiet`` turns
-    off progress bars and the trainer's log lines.
+    off progress bars and the trainer's log lines; ``threads`` sets PyTorch's thread count for the
+    process, as the command does.
     """
 
     task: str | None = None

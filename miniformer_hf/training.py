@@ -870,6 +870,7 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     options = dataclasses.replace(options or TrainingRunOptions(), **overrides)
     started = time.perf_counter()
     _check_options(options)
+    torch.set_num_threads(options.threads)  # as the command does: this process's PyTorch threads
     task_name = Path(options.train_file).stem if options.train_file else (options.task or DEFAULTS["task"])
     output_dir = runs.resolve_output_dir(Path("runs") / task_name if options.output_dir is None else options.output_dir)
     staging = runs.staging_folder(output_dir)
