@@ -417,7 +417,7 @@ def _read_pairs(path: str, source_column: str, target_column: str, with_origin: 
                 raise DataError(
                     path,
                     f"{where} has no key(s) {missing} (keys: {sorted(row)})",
-                    f"keys {list(columns)} (or pass source_column/target_column)",
+                    f"keys {list(columns)} (or name yours with --source-column/--target-column, source_column/target_column in Python)",
                 )
             sources.append(_check_value(path, where, source_column, row[source_column]))
             targets.append(_check_value(path, where, target_column, row[target_column]))
@@ -430,7 +430,7 @@ def _read_pairs(path: str, source_column: str, target_column: str, with_origin: 
             raise DataError(
                 path,
                 f"header has no column(s) {missing} (header: {header})",
-                f"a header row naming {list(columns)} (or pass source_column/target_column)",
+                f"a header row naming {list(columns)} (or name yours with --source-column/--target-column, source_column/target_column in Python)",
             )
         try:
             for row in reader:
@@ -506,7 +506,7 @@ def load_text_pairs(
             raise DataError(
                 None,
                 f"only {len(train)} example(s), too few to hold out a validation fraction of {validation_fraction}",
-                "more examples, a separate validation file, or validation_fraction=0",
+                "more examples, or a separate validation file (--validation-file)",
             )
         parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
         splits["train"], splits["validation"] = parts["train"], parts["test"]

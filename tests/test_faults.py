@@ -134,6 +134,9 @@ def test_resume_on_a_finished_run_changes_nothing(finished, pairs):
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout
     assert tree(finished) == before
+    fewer = miniformer(*train_argv(pairs, finished, steps=2), "--resume")
+    assert fewer.returncode == 2 and "already done 4" in one_line(fewer.stderr)
+    assert tree(finished) == before
     assert not os.path.exists(str(finished) + runs.INCOMPLETE_SUFFIX)
 
 
@@ -341,6 +344,38 @@ def test_generate_checks_lengths_and_empty_text_before_generating(finished, caps
     assert "Shorten the input" not in line
     code, out, err = in_process(capsys, "generate", "--model", finished, "")
     assert code == 1 and out == "" and "empty" in one_line(err)
+    views = finished.parent / "views"
+    code, _, err = in_process(capsys, "visualize", "--model", finished, "", "--out", views)
+    assert code == 1 and "empty" in one_line(err)
+    code, _, err = in_process(capsys, "visualize", "--model", finished, "a b", "--out", views, "--max-new-tokens", 2000)
+    assert code == 1 and "positional table" in one_line(err) and not views.exists()
     code, out, err = in_process(capsys, "generate", "--model", finished, "--max-new-tokens", "1", "a b c d e f")
     assert code == 0 and len(out.splitlines()) == 1
     assert "cut at the generation length of 1" in one_line(err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes(pairs, tmp_path):
+    import signal
+    import time
+
+    output_dir = tmp_path / "run"
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
+    argv = train_argv(pairs, output_dir, steps=60)
+    executable = shutil.which("miniformer")
+    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
+    process = subprocess.Popen([*command, *map(str, argv)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while process.poll() is None and time.time() < deadline and not runs.has_checkpoint(staging):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    line = one_line(err)
+    assert "interrupted" in line and "--resume" in line and "checkpoint-" in line
+    assert runs.has_checkpoint(staging) and not output_dir.exists()
+    assert runs.live_run_pid(staging) is None  # the lock went with the process
+
+    resumed = miniformer(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 60
