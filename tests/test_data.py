@@ -475,6 +475,8 @@ def test_empty_split_and_unknown_dataset_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="(not found|cannot be reached)"):
         load_dataset_pairs(str(tmp_path / "no-such-folder"), source_lang="en", target_lang="fr")
 
+
+# ---------------------------------------------------------------------------------------------
 # Limits before work, progress, and where each example came from
 # ---------------------------------------------------------------------------------------------
 
