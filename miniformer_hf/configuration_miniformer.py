@@ -1,14 +1,22 @@
 """Configuration of Miniformer, the encoder-decoder Transformer of "Attention Is All You Need".
 
 This file travels with every saved checkpoint (``trust_remote_code``): it imports only the standard
-library and public ``transformers`` API, and importing it has no side effects.
+library, public ``transformers`` API and the ``strict`` dataclass decorator every transformers 5 configuration
+uses; importing it has no side effects.
 """
 
-from transformers import PretrainedConfig
+from typing import Literal, get_args
 
-ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "swish")
-NORM_PLACEMENTS = ("post", "pre")
-POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
+from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import PreTrainedConfig
+
+Activation = Literal["relu", "gelu", "gelu_new", "silu", "swish"]
+NormPlacement = Literal["post", "pre"]
+PositionalEncoding = Literal["sinusoidal", "learned"]
+ACTIVATIONS = get_args(Activation)
+NORM_PLACEMENTS = get_args(NormPlacement)
+POSITIONAL_ENCODINGS = get_args(PositionalEncoding)
 
 # Every head, so that any Miniformer checkpoint loads into any of them with trust_remote_code=True.
 AUTO_MAP = {
@@ -20,7 +28,120 @@ AUTO_MAP = {
 }
 
 
-class MiniformerConfig(PretrainedConfig):
+# ---- What each field accepts, type and range together, checked on every assignment --------------------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(value) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _layer_count(value) -> bool:
+    return value is None or (_is_int(value) and value >= 0)
+
+
+def _probability(value) -> bool:
+    return _is_number(value) and 0.0 <= value < 1.0
+
+
+def _positive_number(value) -> bool:
+    return _is_number(value) and value > 0
+
+
+def _positive_number_or_none(value) -> bool:
+    return value is None or _positive_number(value)
+
+
+def _flag(value) -> bool:
+    return isinstance(value, bool)
+
+
+def _token_id(value) -> bool:  # its range depends on vocab_size: validate_token_ids checks it
+    return value is None or _is_int(value)
+
+
+def _token_ids(value) -> bool:
+    return _token_id(value) or (isinstance(value, (list, tuple)) and all(_is_int(item) for item in value))
+
+
+def _one_of(allowed: tuple):
+    def is_allowed(value) -> bool:
+        return isinstance(value, str) and value in allowed
+
+    return is_allowed, f"is unknown: expected one of {allowed}."
+
+
+# field -> (test of a value, what the error says after "MiniformerConfig.<field>=<value> ")
+FIELD_RULES = {
+    **dict.fromkeys(
+        ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_position_embeddings"),
+        (_positive_int, "is invalid: expected a positive integer."),
+    ),
+    **dict.fromkeys(
+        ("encoder_layers", "decoder_layers"),
+        (_layer_count, "is invalid: expected a non-negative integer (or None to use n_layers)."),
+    ),
+    **dict.fromkeys(
+        ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout", "label_smoothing"),
+        (_probability, "is invalid: expected a probability in [0, 1)."),
+    ),
+    "activation": _one_of(ACTIVATIONS),
+    "norm_placement": _one_of(NORM_PLACEMENTS),
+    "positional_encoding": _one_of(POSITIONAL_ENCODINGS),
+    "layer_norm_eps": (_positive_number, "is invalid: expected a positive float."),
+    "init_std": (_positive_number_or_none, "is invalid: expected a positive float or None."),
+    **dict.fromkeys(
+        ("scale_embedding", "tie_word_embeddings", "fast_kernels", "use_cache", "is_encoder_decoder"),
+        (_flag, "is invalid: expected True or False."),
+    ),
+    **dict.fromkeys(
+        ("pad_token_id", "bos_token_id", "decoder_start_token_id"),
+        (_token_id, "is invalid: expected a token id (an integer) or None."),
+    ),
+    "eos_token_id": (_token_ids, "is invalid: expected a token id (an integer), a list of them, or None."),
+}
+
+
+def _errors_as_value_errors(cls):
+    """Make every invalid value raise a ValueError that names the field, the value and what is expected.
+
+    ``@strict`` checks each assignment against the field's annotation and runs the ``validate_*`` methods after
+    ``__init__`` (and in ``save_pretrained``), but raises its own ``StrictDataclass*Error``s, which are no
+    ``ValueError``, and for a wrong type names only the type ("expected int, got float"). So each field's rule in
+    ``FIELD_RULES`` runs first, with one message whether the type or the range is wrong (every field this class
+    declares has a rule at least as strict as its annotation, so ``@strict``'s type check then passes), and a
+    ``validate_*`` method's ``ValueError`` comes out as itself.
+    """
+    strict_setattr, strict_validate = cls.__setattr__, cls.validate
+
+    def __setattr__(self, name, value):
+        name = cls.attribute_map.get(name, name)  # hidden_size -> d_model, so that aliases are checked too
+        if name in FIELD_RULES:
+            is_valid, complaint = FIELD_RULES[name]
+            if not is_valid(value):
+                raise ValueError(f"{cls.__name__}.{name}={value!r} {complaint}")
+        strict_setattr(self, name, value)
+
+    def validate(self):
+        try:
+            strict_validate(self)
+        except StrictDataclassClassValidationError as error:
+            raise error.__cause__ from None  # the ValueError a validate_* method raised, message intact
+
+    cls.__setattr__, cls.validate = __setattr__, validate
+    return cls
+
+
+@_errors_as_value_errors
+@strict
+class MiniformerConfig(PreTrainedConfig):
     r"""
     Sizes and switches of a Miniformer model. The defaults are the seed's tiny model; every switch
     defaults to the paper's choice, and each departure from the paper is a named field here.
@@ -51,6 +172,12 @@ class MiniformerConfig(PretrainedConfig):
         fast_kernels: use the speed kernels of ``kernels_miniformer.py`` (CPU dropout masks from 16 random bits,
             residual + dropout in one pass, a blocked cross-entropy); ``False`` runs the paper file's plain
             ``nn.Dropout`` and ``F.cross_entropy``. Both compute the same, up to the dropout's 2^-16 rounding.
+
+    transformers' standard names work as arguments and attributes (``hidden_size``, ``num_attention_heads``,
+    ``num_hidden_layers``, ``intermediate_size``, BART's ``encoder_ffn_dim`` ...; see ``attribute_map``). Every
+    invalid value raises a ``ValueError`` that names the field, the value and what is expected: a field's own rule
+    (``FIELD_RULES``) on every assignment, the rules that join fields (the ``validate_*`` methods) after ``__init__``
+    and again before ``save_pretrained``.
     """
 
     model_type = "miniformer"
@@ -67,123 +194,68 @@ class MiniformerConfig(PretrainedConfig):
         "decoder_ffn_dim": "d_ff",
     }
 
-    def __init__(
-        self,
-        vocab_size: int = 1000,
-        d_model: int = 64,
-        n_heads: int = 4,
-        n_layers: int = 3,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        max_position_embeddings: int = 1024,
-        encoder_layers: int | None = None,
-        decoder_layers: int | None = None,
-        activation: str = "relu",
-        norm_placement: str = "post",
-        positional_encoding: str = "sinusoidal",
-        scale_embedding: bool = True,
-        tie_word_embeddings: bool = True,
-        attention_dropout: float = 0.0,
-        activation_dropout: float = 0.0,
-        layer_norm_eps: float = 1e-5,
-        init_std: float | None = None,
-        classifier_dropout: float = 0.0,
-        label_smoothing: float = 0.0,
-        fast_kernels: bool = True,
-        pad_token_id: int = 0,
-        bos_token_id: int = 1,
-        eos_token_id: int = 2,
-        decoder_start_token_id: int = 1,
-        use_cache: bool = True,
-        is_encoder_decoder: bool = True,
-        **kwargs,
-    ):
-        self.vocab_size = vocab_size
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.n_layers = n_layers
-        self.d_ff = d_ff
-        self.dropout = dropout
-        self.max_position_embeddings = max_position_embeddings
-        self.encoder_layers = n_layers if encoder_layers is None else encoder_layers
-        self.decoder_layers = n_layers if decoder_layers is None else decoder_layers
-        self.activation = activation
-        self.norm_placement = norm_placement
-        self.positional_encoding = positional_encoding
-        self.scale_embedding = scale_embedding
-        self.attention_dropout = attention_dropout
-        self.activation_dropout = activation_dropout
-        self.layer_norm_eps = layer_norm_eps
-        self.init_std = init_std
-        self.classifier_dropout = classifier_dropout
-        self.label_smoothing = label_smoothing
-        self.fast_kernels = fast_kernels
-        self.use_cache = use_cache
-        self._validate_fields()
-        self._validate_token_ids(pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id)
-        kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
-        super().__init__(
-            pad_token_id=pad_token_id,
-            bos_token_id=bos_token_id,
-            eos_token_id=eos_token_id,
-            decoder_start_token_id=decoder_start_token_id,
-            is_encoder_decoder=is_encoder_decoder,
-            tie_word_embeddings=tie_word_embeddings,
-            **kwargs,
-        )
+    vocab_size: int = 1000
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 3
+    d_ff: int = 256
+    dropout: float | int = 0.1
+    max_position_embeddings: int = 1024
+    encoder_layers: int | None = None
+    decoder_layers: int | None = None
+    activation: Activation = "relu"
+    norm_placement: NormPlacement = "post"
+    positional_encoding: PositionalEncoding = "sinusoidal"
+    scale_embedding: bool = True
+    tie_word_embeddings: bool = True
+    attention_dropout: float | int = 0.0
+    activation_dropout: float | int = 0.0
+    layer_norm_eps: float | int = 1e-5
+    init_std: float | int | None = None
+    classifier_dropout: float | int = 0.0
+    label_smoothing: float | int = 0.0
+    fast_kernels: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | tuple[int, ...] | None = 2
+    decoder_start_token_id: int | None = 1
+    use_cache: bool = True
+    is_encoder_decoder: bool = True
 
-    def _validate_fields(self) -> None:
-        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_position_embeddings"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"MiniformerConfig.{name}={value!r} is invalid: expected a positive integer.")
-        for name in ("encoder_layers", "decoder_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"MiniformerConfig.{name}={value!r} is invalid: expected a non-negative integer "
-                    "(or None to use n_layers)."
-                )
+    def __post_init__(self, **kwargs):
+        # transformers' standard names arrive as extra keywords; apply them before deriving the per-stack counts,
+        # so that num_hidden_layers=5 gives both stacks 5 layers.
+        for alias in [key for key in kwargs if key in self.attribute_map]:
+            setattr(self, alias, kwargs.pop(alias))
+        if self.encoder_layers is None:
+            self.encoder_layers = self.n_layers
+        if self.decoder_layers is None:
+            self.decoder_layers = self.n_layers
+        kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
+        super().__post_init__(**kwargs)
+
+    def validate_heads_divide_d_model(self):
         if self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"MiniformerConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}: "
                 "each head gets d_model / n_heads dimensions, so choose d_model as a multiple of n_heads."
             )
-        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout", "label_smoothing"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"MiniformerConfig.{name}={value!r} is invalid: expected a probability in [0, 1).")
-        choices = {
-            "activation": ACTIVATIONS,
-            "norm_placement": NORM_PLACEMENTS,
-            "positional_encoding": POSITIONAL_ENCODINGS,
-        }
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"MiniformerConfig.{name}={value!r} is unknown: expected one of {allowed}.")
-        if not self.layer_norm_eps > 0:
-            raise ValueError(
-                f"MiniformerConfig.layer_norm_eps={self.layer_norm_eps!r} is invalid: expected a positive float."
-            )
-        if self.init_std is not None and not self.init_std > 0:
-            raise ValueError(
-                f"MiniformerConfig.init_std={self.init_std!r} is invalid: expected a positive float or None."
-            )
 
-    def _validate_token_ids(self, pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id) -> None:
+    def validate_token_ids(self):
         # Ids that would only fail later (an embedding's padding index, the first decoder input) fail here.
+        # (PreTrainedConfig's method of this name only warns.)
         named = {
-            "pad_token_id": pad_token_id,
-            "bos_token_id": bos_token_id,
-            "decoder_start_token_id": decoder_start_token_id,
+            "pad_token_id": self.pad_token_id,
+            "bos_token_id": self.bos_token_id,
+            "decoder_start_token_id": self.decoder_start_token_id,
         }
-        named.update({"eos_token_id": eos_token_id} if not isinstance(eos_token_id, (list, tuple)) else
-                     {f"eos_token_id[{i}]": value for i, value in enumerate(eos_token_id)})
+        eos_token_id = self.eos_token_id
+        if isinstance(eos_token_id, (list, tuple)):
+            named.update({f"eos_token_id[{i}]": value for i, value in enumerate(eos_token_id)})
+        else:
+            named["eos_token_id"] = eos_token_id
         for name, value in named.items():
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:
+            if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(
                     f"MiniformerConfig.{name}={value!r} is invalid: expected a token id in [0, {self.vocab_size - 1}] "
                     f"(vocab_size={self.vocab_size}), or None. Check that the config matches the tokenizer."
