@@ -223,6 +223,22 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "step learns less, so the default run reaches its accuracy later (default: off)",
     )
     group.add_argument(
+        "--tokens-per-batch",
+        type=_positive_int,
+        default=None,
+        metavar="TOKENS",
+        help="batch by token count instead of --batch-size: similar-length pairs together, at most TOKENS padded "
+        "tokens per side (the paper: 25000)",
+    )
+    group.add_argument(
+        "--recipe",
+        choices=sorted(runs.RECIPES),
+        default=None,
+        help="paper: the paper's recipe (§5, §6.1): shared byte-level BPE (--vocab-size 37000), --tokens-per-batch "
+        "25000, --schedule paper, label smoothing 0.1, --average-last 5, beam 4 with length penalty 0.6 and "
+        "outputs up to input + 50; flags you set to other values win. With --size base it is the base model",
+    )
+    group.add_argument(
         "--seed",
         type=int,
         default=DEFAULTS["seed"],
@@ -273,6 +289,22 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--no-visualize", action="store_true", help="skip the attention visualization of a held-out example"
+    )
+    group.add_argument(
+        "--num-beams", type=_positive_int, default=1, help="beam width for evaluation and the saved model (default 1, greedy)"
+    )
+    group.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="beam search length penalty alpha (default 1.0; the paper's 0.6 with --recipe paper)",
+    )
+    group.add_argument(
+        "--max-new-tokens-over-input",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="let outputs run to input length + N tokens (the paper's 50), for evaluation and generate",
     )
     group.add_argument(
         "--average-last",

@@ -86,6 +86,22 @@ DEFAULTS: dict[str, Any] = dict(
     group_by_length=False,
 )
 
+# --recipe paper: what §5 and §6.1 of the paper describe, each value also a flag of its own. The schedule
+# "paper" brings Adam beta2 0.98, eps 1e-9 and 4,000 warmup steps; with --size base it is the base model.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        tokenizer="bpe",  # one byte-level BPE vocabulary shared by source and target (§5.1)
+        vocab_size=37000,
+        tokens_per_batch=25000,  # about 25,000 source and 25,000 target tokens per batch (§5.1)
+        schedule="paper",  # §5.3
+        label_smoothing=0.1,  # §5.4
+        average_last=5,  # §6.1: the average of the last 5 checkpoints
+        num_beams=4,  # §6.1: beam size 4, length penalty 0.6, output at most input length + 50
+        length_penalty=0.6,
+        max_new_tokens_over_input=50,
+    ),
+}
+
 INCOMPLETE_SUFFIX = ".incomplete"
 CHECKPOINTS = "checkpoints"
 RUN_ARGUMENTS = "run_arguments.json"
@@ -96,7 +112,8 @@ WEIGHTS_FILE = "model.safetensors"
 RESUME_MUST_MATCH = (
     "task", "train_file", "validation_file", "test_file", "dataset", "dataset_config", "dataset_revision",
     "source_lang", "target_lang", "validation_split_percentage", "source_column", "target_column", "tokenizer",
-    "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed",
+    "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed", "recipe",
+    "tokens_per_batch",
 )  # fmt: skip
 
 
@@ -155,6 +172,11 @@ class TrainingRunOptions:
     eval_at_seconds: list[float] | None = None
     no_visualize: bool = False
     average_last: int = 1
+    tokens_per_batch: int | None = None
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    max_new_tokens_over_input: int | None = None
+    recipe: str | None = None
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
@@ -167,6 +189,17 @@ class TrainingRunOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def with_recipe(self) -> TrainingRunOptions:
+        """The options with ``recipe``'s values in place of every option still at its default (an option
+        set to anything else wins over the recipe)."""
+        if self.recipe is None:
+            return self
+        if self.recipe not in RECIPES:
+            raise RunError(f"--recipe {self.recipe!r} is unknown; expected one of {sorted(RECIPES)}.", 2)
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        changes = {name: value for name, value in RECIPES[self.recipe].items() if getattr(self, name) == defaults[name]}
+        return dataclasses.replace(self, **changes)
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

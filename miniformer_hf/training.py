@@ -241,7 +241,7 @@ def generate_texts_with_cuts(
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt").to(device)
             batch.pop("token_type_ids", None)
-            generated = model.generate(**batch, **generate_kwargs)
+            generated = model.generate(**batch, **_length_over_input(model, batch["input_ids"], generate_kwargs))
             outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
             for offset, row in enumerate(generated.tolist()):
                 if not eos_ids.intersection(row[1:]):  # row[0] is the decoder start token
@@ -249,6 +249,27 @@ def generate_texts_with_cuts(
     finally:
         model.train(was_training)
     return outputs, cut
+
+
+def _length_over_input(model, input_ids: torch.Tensor, generate_kwargs: dict) -> dict:
+    """``generate_kwargs`` with ``max_new_tokens`` = input length + N when the generation config asks for it.
+
+    §6.1: "We set the maximum output length during inference to input length + 50". A generation
+    config holding ``max_new_tokens_over_input`` (N) gets that limit per batch (the longest input in
+    it); an explicit ``max_new_tokens`` wins. Other tools read the config's plain ``max_new_tokens``.
+    """
+    over_input = getattr(model.generation_config, "max_new_tokens_over_input", None)
+    if over_input is None or "max_new_tokens" in generate_kwargs:
+        return generate_kwargs
+    return {**generate_kwargs, "max_new_tokens": int(input_ids.shape[1]) + int(over_input)}
+
+
+def bleu_signature() -> str:
+    """sacreBLEU's signature of the BLEU that `compute_text_metrics` reports (one reference, its defaults:
+    13a tokenization of the detokenized text, mixed case, exponential smoothing), for reporting with scores."""
+    bleu = sacrebleu.BLEU()
+    bleu.corpus_score(["a"], [["a"]])  # the signature names the number of references, known after scoring
+    return str(bleu.get_signature())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,6 +393,9 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         # Seq2SeqTrainer fills library defaults (max_length=20 ...) into the model's generation config,
         # which then clashes with its max_new_tokens on every later generate(); keep the config as set.
         generation_config = copy.deepcopy(self.model.generation_config)
+        inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
+        if inputs is not None and "input_ids" in inputs:
+            kwargs = _length_over_input(self.model, inputs["input_ids"], kwargs)
         try:
             return super().prediction_step(*args, **kwargs)
         finally:
@@ -557,6 +581,9 @@ class TransformerTrainer:
         quiet: no progress bars and no metric lines on the console (``log_history`` still has them).
         tokens_per_batch: batch by token count instead of ``batch_size`` (§5.1): examples of similar
             length together, at most this many padded tokens per side per batch (the paper: about 25,000).
+        num_beams, length_penalty, max_new_tokens_over_input: decoding for evaluation and the saved
+            generation config; default greedy. §6.1 uses beam 4, length penalty 0.6 and at most input
+            length + 50 output tokens (``max_new_tokens_over_input=50``).
         **training_arguments: any other `Seq2SeqTrainingArguments` field (``weight_decay``,
             ``eval_strategy``, ``save_steps``, ``seed``, ``report_to`` ...), passed through unchanged.
 
@@ -578,11 +605,17 @@ class TransformerTrainer:
         callbacks: Sequence[TrainerCallback] | None = None,
         quiet: bool = False,
         tokens_per_batch: int | None = None,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        max_new_tokens_over_input: int | None = None,
         **training_arguments,
     ):
         if tokens_per_batch is not None and tokens_per_batch <= 0:
             raise ValueError(f"tokens_per_batch={tokens_per_batch} is invalid; expected a positive number of tokens.")
         self.tokens_per_batch = tokens_per_batch
+        self.num_beams = num_beams
+        self.length_penalty = length_penalty
+        self.max_new_tokens_over_input = max_new_tokens_over_input
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size} is invalid; expected a positive integer.")
         if not 0.0 <= label_smoothing < 1.0:
@@ -676,11 +709,17 @@ class TransformerTrainer:
         )
 
     def _generation_config(self, train_dataset: Dataset | None) -> None:
-        """Greedy decoding with room for the longest training target (or ``max_new_tokens``)."""
+        """Greedy decoding (or the beam search asked for) with room for the longest training target (or
+        ``max_new_tokens``; with ``max_new_tokens_over_input`` N, the longest training source + N, the cap
+        for tools that do not know the per-batch limit)."""
         max_new_tokens = self.max_new_tokens
         if max_new_tokens is None and train_dataset is not None and "labels" in train_dataset.column_names:
-            longest = max((len(labels) for labels in train_dataset["labels"]), default=0)
-            max_new_tokens = max(longest + max(longest // 4, 2), 4)
+            if self.max_new_tokens_over_input is not None:
+                longest = max((len(ids) for ids in train_dataset["input_ids"]), default=0)
+                max_new_tokens = longest + self.max_new_tokens_over_input
+            else:
+                longest = max((len(labels) for labels in train_dataset["labels"]), default=0)
+                max_new_tokens = max(longest + max(longest // 4, 2), 4)
         current = getattr(self.model, "generation_config", None)
         if current is None:
             return
@@ -691,7 +730,9 @@ class TransformerTrainer:
         self.model.generation_config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            num_beams=1,
+            num_beams=self.num_beams,
+            **({"length_penalty": self.length_penalty} if self.num_beams > 1 else {}),
+            **({"max_new_tokens_over_input": self.max_new_tokens_over_input} if self.max_new_tokens_over_input else {}),
             pad_token_id=config.pad_token_id,
             bos_token_id=config.bos_token_id,
             eos_token_id=config.eos_token_id,
@@ -866,7 +907,7 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     anything the user can fix, `DataError` for bad data, and `NonFiniteTrainingError` (a `RunError`)
     when the loss, the gradients or the weights stop being finite.
     """
-    options = dataclasses.replace(options or TrainingRunOptions(), **overrides)
+    options = dataclasses.replace(options or TrainingRunOptions(), **overrides).with_recipe()
     started = time.perf_counter()
     _check_options(options)
     task_name = _task_name(options)
@@ -1160,6 +1201,10 @@ def _train_in_staging(
         per_device_eval_batch_size=max(options.batch_size, 256),
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if options.group_by_length else "random",
+        tokens_per_batch=options.tokens_per_batch,
+        num_beams=options.num_beams,
+        length_penalty=options.length_penalty,
+        max_new_tokens_over_input=options.max_new_tokens_over_input,
         **length,
     )
     if finished_checkpoint is None:
@@ -1209,11 +1254,19 @@ def _train_in_staging(
         metrics["by_training_time"] = clock.results
     if averaged_from:
         metrics["averaged_checkpoints"] = averaged_from
+    metrics["bleu_signature"] = bleu_signature()  # BLEU is sacreBLEU's, on detokenized (decoded) text
+    metrics["decoding"] = {"num_beams": options.num_beams, "length_penalty": options.length_penalty,
+                           "max_new_tokens_over_input": options.max_new_tokens_over_input}  # fmt: skip
+    if options.tokens_per_batch:
+        metrics["tokens_per_batch"] = options.tokens_per_batch
+    if options.recipe:
+        metrics["recipe"] = options.recipe
     if options.dataset:
-        metrics["dataset"] = {
-            "name": options.dataset, "config": options.dataset_config, "revision": options.dataset_revision,
-            "source": options.source_lang or options.source_column, "target": options.target_lang or options.target_column,
-        }  # fmt: skip
+        metrics["dataset"] = options.dataset  # the model card lists a Hub id as the training dataset
+        metrics["dataset_config"] = options.dataset_config
+        metrics["dataset_revision"] = options.dataset_revision
+        metrics["dataset_languages"] = [options.source_lang or options.source_column,
+                                        options.target_lang or options.target_column]  # fmt: skip
     if not is_main:
         return TrainingRunResult(output_dir, metrics)
 

@@ -72,8 +72,8 @@ def test_train_on_a_hub_dataset_in_the_translation_layout(hub, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train_samples"] == 48  # the first revision's train split, not the newer one (56)
     assert metrics["num_evaluated"] == {"validation": 4, "test": 4}
-    assert metrics["dataset"] == {"name": REPO, "config": None, "revision": hub.first_commit, "source": "en",
-                                  "target": "fr"}  # fmt: skip
+    assert (metrics["dataset"], metrics["dataset_revision"], metrics["dataset_languages"]) == (
+        REPO, hub.first_commit, ["en", "fr"])  # fmt: skip
     assert (run / "model.safetensors").is_file() and (run / "tokenizer.json").is_file()
     tokenizer = json.loads((run / "tokenizer.json").read_text())
     vocabulary = "".join(tokenizer["model"]["vocab"])
