@@ -131,6 +131,19 @@ def _add_data_arguments(parser: argparse.ArgumentParser, *, training: bool) -> N
             metavar="PERCENT",
             help="percent of --dataset's train split held out for validation when it has no validation split (default 5)",
         )
+        group.add_argument(
+            "--streaming",
+            action="store_true",
+            help="read --dataset's train split as a stream instead of loading it (corpora larger than memory); needs "
+            "--max-steps; without a validation split the first --eval-samples pairs are held out",
+        )
+        group.add_argument(
+            "--tokenizer-sample",
+            type=_positive_int,
+            default=100_000,
+            metavar="N",
+            help="with --streaming: train the tokenizer on the first N pairs of the stream (default 100000)",
+        )
     group.add_argument(
         "--source-column", default="source", help="column (or JSON key) holding the input text (default: source)"
     )

@@ -111,7 +111,7 @@ WEIGHTS_FILE = "model.safetensors"
 # Options that must match when resuming (they decide the model, the data or the tokenizer).
 RESUME_MUST_MATCH = (
     "task", "train_file", "validation_file", "test_file", "dataset", "dataset_config", "dataset_revision",
-    "source_lang", "target_lang", "validation_split_percentage", "source_column", "target_column", "tokenizer",
+    "source_lang", "target_lang", "validation_split_percentage", "streaming", "tokenizer_sample", "source_column", "target_column", "tokenizer",
     "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed", "recipe",
     "tokens_per_batch",
 )  # fmt: skip
@@ -144,6 +144,8 @@ class TrainingRunOptions:
     source_lang: str | None = None
     target_lang: str | None = None
     validation_split_percentage: float = 5.0
+    streaming: bool = False
+    tokenizer_sample: int = 100_000
     source_column: str = "source"
     target_column: str = "target"
     tokenizer: str = "char"

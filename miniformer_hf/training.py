@@ -37,13 +37,14 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sacrebleu
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import (
     DataCollatorForSeq2Seq,
     GenerationConfig,
@@ -683,6 +684,8 @@ class TransformerTrainer:
     def prepare_dataset(self, dataset: Dataset, keep_targets: bool = False) -> Dataset:
         """A tokenized dataset as is; raw ``source``/``target`` text tokenized with the tokenizer
         (with ``keep_targets``, the raw ``target`` column is kept beside the tokens, for metrics)."""
+        if isinstance(dataset, IterableDataset):
+            return self._prepare_stream(dataset)
         if not isinstance(dataset, Dataset):
             raise TypeError(
                 f"expected a datasets.Dataset, got {type(dataset).__name__}; pass one split "
@@ -708,11 +711,23 @@ class TransformerTrainer:
             "or 'source' and 'target' (raw text, with a tokenizer)."
         )
 
+    def _prepare_stream(self, stream: IterableDataset) -> IterableDataset:
+        """A stream of raw pairs tokenized as it is read; pairs longer than the model's positional table
+        (``max_position_embeddings``) are skipped, since one cannot be refused before training starts."""
+        if self.tokenizer is None:
+            raise ValueError("a stream of raw pairs needs a tokenizer; expected TransformerTrainer(model, tokenizer=...).")
+        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        tokenized = stream.map(partial(_encode_pairs, tokenizer=self.tokenizer), batched=True,
+                               remove_columns=["source", "target"])  # fmt: skip
+        return tokenized.filter(partial(_fits, limit=limit)) if limit else tokenized
+
     def _generation_config(self, train_dataset: Dataset | None) -> None:
         """Greedy decoding (or the beam search asked for) with room for the longest training target (or
         ``max_new_tokens``; with ``max_new_tokens_over_input`` N, the longest training source + N, the cap
         for tools that do not know the per-batch limit)."""
         max_new_tokens = self.max_new_tokens
+        if not isinstance(train_dataset, Dataset):
+            train_dataset = None  # a stream: its longest target is unknown (pass max_new_tokens)
         if max_new_tokens is None and train_dataset is not None and "labels" in train_dataset.column_names:
             if self.max_new_tokens_over_input is not None:
                 longest = max((len(ids) for ids in train_dataset["input_ids"]), default=0)
@@ -850,6 +865,16 @@ class TransformerTrainer:
             self.tokenizer.save_pretrained(output_dir)
 
 
+def _encode_pairs(batch: dict[str, list], tokenizer) -> dict[str, list]:
+    sources = tokenizer(batch["source"], truncation=False, return_token_type_ids=False)
+    targets = tokenizer(batch["target"], truncation=False, return_token_type_ids=False, return_attention_mask=False)
+    return {"input_ids": sources["input_ids"], "attention_mask": sources["attention_mask"], "labels": targets["input_ids"]}
+
+
+def _fits(example: dict, limit: int) -> bool:
+    return len(example["input_ids"]) <= limit and len(example["labels"]) <= limit
+
+
 def _launched_on_cpu_only() -> bool:
     """Several processes were launched (WORLD_SIZE > 1) and there is no GPU or other accelerator."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
@@ -920,12 +945,13 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
         runs.check_resume_options(options, resume_from)
 
     data = load_training_data(options)  # DataError (bad file) surfaces here, before anything is written
+    fingerprinted = ("validation", "test") if options.streaming else ("train", "validation", "test")
     fingerprint = runs.data_fingerprint(
-        (name, data[name]["source"], data[name]["target"]) for name in ("train", "validation", "test")
-    )
+        (name, data[name]["source"], data[name]["target"]) for name in fingerprinted
+    )  # a stream is too long to read twice: its validation/test pairs and the options stand for it
     if options.resume:
         _check_resume_data(resume_from, fingerprint)
-    planned_steps = _planned_steps(options, len(data["train"]))
+    planned_steps = _planned_steps(options, None if options.streaming else len(data["train"]))
     if options.resume and resume_from == output_dir and _finished_steps(output_dir / CHECKPOINTS) == planned_steps:
         metrics = runs.read_json(output_dir / "metrics.json") if (output_dir / "metrics.json").is_file() else {}
         logger.info("%s already finished its %d steps; nothing to do.", output_dir, planned_steps)
@@ -988,6 +1014,21 @@ def _check_options(options: TrainingRunOptions) -> None:
             "percentage such as 5.",
             2,
         )
+    if options.streaming:
+        if not options.dataset:
+            raise RunError("--streaming reads a --dataset as a stream; expected --dataset NAME too.", 2)
+        if options.max_steps is None or options.epochs is not None:
+            raise RunError(
+                "--streaming needs --max-steps (a stream has no known length, so --epochs cannot be counted); "
+                "expected --max-steps N.",
+                2,
+            )
+        if options.tokens_per_batch:
+            raise RunError(
+                "--tokens-per-batch sorts the whole training set by length, which a stream cannot; expected "
+                "--batch-size with --streaming.",
+                2,
+            )
     if options.average_last < 1:
         raise RunError(f"--average-last {options.average_last}; expected a positive number of checkpoints.", 2)
     if options.schedule == "paper" and options.learning_rate is not None:
@@ -1029,6 +1070,8 @@ def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     """The splits to train on (train, validation, test); `DataError` on bad files or requests."""
     from .data import load_dataset_pairs, load_task, load_text_pairs
 
+    if options.dataset and options.streaming:
+        return _load_streamed_dataset(options)
     if options.dataset:
         data = load_dataset_pairs(
             options.dataset,
@@ -1064,6 +1107,39 @@ def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     if "test" not in data:
         data["test"] = data["validation"]
     return data
+
+
+def _load_streamed_dataset(options: TrainingRunOptions) -> dict:
+    """``train`` as a stream; ``validation`` and ``test`` (at most ``eval_samples`` pairs each) in memory."""
+    from .data import load_dataset_pairs
+
+    streams = load_dataset_pairs(
+        options.dataset,
+        options.dataset_config,
+        revision=options.dataset_revision,
+        source_lang=options.source_lang,
+        target_lang=options.target_lang,
+        source_column=options.source_column,
+        target_column=options.target_column,
+        streaming=True,
+        validation_examples=options.eval_samples,
+        seed=options.seed,
+    )
+    data = {"train": streams["train"]}
+    for split in ("validation", "test"):
+        if split in streams:
+            data[split] = Dataset.from_list(list(streams[split].take(options.eval_samples)))
+    data.setdefault("test", data["validation"])
+    return data
+
+
+def _tokenizer_texts(train, options: TrainingRunOptions) -> list[str]:
+    """The texts the tokenizer learns from: all of an in-memory training set, the first
+    ``tokenizer_sample`` pairs of a stream."""
+    if not options.streaming:
+        return list(train["source"]) + list(train["target"])
+    pairs = list(train.take(options.tokenizer_sample))
+    return [pair["source"] for pair in pairs] + [pair["target"] for pair in pairs]
 
 
 def _check_resume_data(folder: Path, fingerprint: str) -> None:
@@ -1139,7 +1215,7 @@ def _train_in_staging(
 
     resuming = options.resume and last_complete_checkpoint(staging / CHECKPOINTS) is not None
     if is_main and not (resuming and (staging / "tokenizer.json").is_file()):
-        texts = list(data["train"]["source"]) + list(data["train"]["target"])
+        texts = _tokenizer_texts(data["train"], options)
         kind_kwargs = {"vocab_size": options.vocab_size} if options.tokenizer == "bpe" else {}
         train_tokenizer(texts, kind=options.tokenizer, **kind_kwargs).save_pretrained(staging)
     if is_main:
@@ -1242,7 +1318,7 @@ def _train_in_staging(
         "per_device_train_batch_size": arguments.per_device_train_batch_size,
         "label_smoothing": arguments.label_smoothing_factor,
         "seed": options.seed,
-        "train_samples": len(data["train"]),
+        "train_samples": None if options.streaming else len(data["train"]),
         "num_evaluated": {"validation": len(evaluation), "test": len(test)},
         "num_parameters": model.num_parameters(),
         "model": sizes,
@@ -1323,6 +1399,8 @@ def _check_sequence_lengths(data: DatasetDict, tokenizer, limit: int) -> None:
     """Every source and target fits the positional table; the error names the file line."""
     for split in ("train", "validation", "test"):
         dataset = data[split]
+        if not isinstance(dataset, Dataset):
+            continue  # a stream: over-long pairs are skipped as they are read (TransformerTrainer.prepare_dataset)
         origins = dataset["origin"] if "origin" in dataset.column_names else None
         for column in ("source", "target"):
             lengths = [len(ids) for ids in tokenizer(list(dataset[column]), truncation=False)["input_ids"]]
