@@ -9,6 +9,8 @@ Built-in tasks (see `BUILTIN_TASKS` and `load_task`):
   "3. März 1998", "3 de marzo de 1998", "1998年3月3日") mapped to ISO ``YYYY-MM-DD``. The
   ``validation`` and ``test`` splits are made of calendar dates that never occur in ``train``
   under any locale or format, so exact match on them measures generalisation, not recall.
+* ``numbers``  integers with thousands separators spelled out in English words: outputs of about
+  100 characters, to check that what learns dates fast also learns long outputs.
 * ``copy`` / ``reverse``  the toy task of "The Annotated Transformer": a sequence of symbols is
   copied (or reversed). A model that works learns it within seconds. Held-out sequences never
   occur in ``train``.
@@ -52,6 +54,8 @@ __all__ = [
     "load_task",
     "load_text_pairs",
     "make_date_dataset",
+    "make_number_dataset",
+    "number_in_words",
     "make_toy_dataset",
 ]
 
@@ -289,6 +293,71 @@ def make_toy_dataset(
         train=split(ordered[num_validation + num_test :]),
         validation=split(ordered[:num_validation]),
         test=split(ordered[num_validation : num_validation + num_test]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers spelled out: a task with long outputs
+# ---------------------------------------------------------------------------------------------
+
+_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")  # fmt: skip
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_SCALES = ("", " thousand", " million", " billion")
+
+
+def _below_thousand(number: int) -> str:
+    hundreds, rest = divmod(number, 100)
+    words = [f"{_ONES[hundreds]} hundred"] if hundreds else []
+    if rest >= 20:
+        words.append(_TENS[rest // 10] + (f"-{_ONES[rest % 10]}" if rest % 10 else ""))
+    elif rest:
+        words.append(_ONES[rest])
+    return " ".join(words)
+
+
+def number_in_words(number: int) -> str:
+    """English words for 0 <= number < 10**12: 987654321012 -> "nine hundred eighty-seven billion six
+    hundred fifty-four million three hundred twenty-one thousand twelve"."""
+    if not 0 <= number < 10**12:
+        raise DataError(None, f"number {number}", "an integer in [0, 10**12)")
+    if number == 0:
+        return "zero"
+    groups = []
+    for scale in _SCALES:
+        number, group = divmod(number, 1000)
+        if group:
+            groups.append(_below_thousand(group) + scale)
+    return " ".join(reversed(groups))
+
+
+def make_number_dataset(
+    num_train: int = 50_000, num_validation: int = 1_000, num_test: int = 1_000, seed: int = 0
+) -> DatasetDict:
+    """Integers with thousands separators ("987,654,321,012") spelled out in English words.
+
+    The outputs are long (about 100 characters for 12-digit numbers, which are 90% of the examples;
+    the rest have 1 to 11 digits) and every character of them depends on the input, so a model must
+    carry the whole number through. Held-out numbers never occur in ``train``.
+    """
+    total = num_train + num_validation + num_test
+    rng = random.Random(seed)
+    numbers: list[int] = []
+    seen: set[int] = set()
+    while len(numbers) < total:
+        digits = 12 if rng.random() < 0.9 else rng.randint(1, 11)
+        number = rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits)
+        if number not in seen:
+            seen.add(number)
+            numbers.append(number)
+
+    def split(part: list[int]) -> Dataset:
+        return Dataset.from_dict({"source": [f"{n:,}" for n in part], "target": [number_in_words(n) for n in part]})
+
+    return DatasetDict(
+        train=split(numbers[num_validation + num_test :]),
+        validation=split(numbers[:num_validation]),
+        test=split(numbers[num_validation : num_validation + num_test]),
     )
 
 
@@ -717,6 +786,8 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
     "dates": BuiltinTask("dates", "dates in words in a dozen locales -> ISO YYYY-MM-DD", make_date_dataset),
     "copy": BuiltinTask("copy", "copy a sequence of symbols", partial(make_toy_dataset, task="copy")),
     "reverse": BuiltinTask("reverse", "reverse a sequence of symbols", partial(make_toy_dataset, task="reverse")),
+    "numbers": BuiltinTask("numbers", "numbers (987,654,321,012) -> English words, ~100-character outputs",
+                           make_number_dataset),  # fmt: skip
 }
 
 

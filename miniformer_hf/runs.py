@@ -65,7 +65,7 @@ SCHEDULES = ("paper", "inverse_sqrt", "linear", "cosine", "constant", "constant_
 
 # Built-in task and tokenizer names, repeated here so that the command line's help needs no import of
 # `data`/`tokenization` (tests check they agree with `data.BUILTIN_TASKS` and `TOKENIZER_KINDS`).
-TASK_NAMES = ("copy", "dates", "reverse")
+TASK_NAMES = ("copy", "dates", "numbers", "reverse")
 TOKENIZER_KINDS = ("char", "bpe")
 
 # Tuned so that the default run (seed model, date task) finishes within 10 minutes on 2 CPU cores.

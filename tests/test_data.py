@@ -211,7 +211,7 @@ def test_toy_dataset_rejects_impossible_requests(kwargs, fragment):
 
 
 def test_builtin_tasks_are_registered_and_load():
-    assert set(BUILTIN_TASKS) == {"dates", "copy", "reverse"}
+    assert set(BUILTIN_TASKS) == {"dates", "copy", "reverse", "numbers"}
     assert all(task.tokenizer == "char" for task in BUILTIN_TASKS.values())
     dataset = load_task("reverse", num_train=20, num_validation=4, num_test=4)
     assert dataset["train"][0]["target"] == " ".join(reversed(dataset["train"][0]["source"].split(" ")))
@@ -470,3 +470,37 @@ def test_empty_split_and_unknown_dataset_are_data_errors(tmp_path):
         load_dataset_pairs(str(tmp_path / "pairs"), source_lang="en", target_lang="fr")
     with pytest.raises(DataError, match="(not found|cannot be reached)"):
         load_dataset_pairs(str(tmp_path / "no-such-folder"), source_lang="en", target_lang="fr")
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers spelled out (long outputs)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_number_in_words_follows_english():
+    from miniformer_hf.data import number_in_words
+
+    assert number_in_words(0) == "zero"
+    assert number_in_words(15) == "fifteen"
+    assert number_in_words(40) == "forty"
+    assert number_in_words(101) == "one hundred one"
+    assert number_in_words(1_000_000) == "one million"
+    assert number_in_words(2_000_019) == "two million nineteen"
+    assert number_in_words(987_654_321_012) == (
+        "nine hundred eighty-seven billion six hundred fifty-four million three hundred twenty-one thousand twelve"
+    )
+    with pytest.raises(DataError):
+        number_in_words(10**12)
+
+
+def test_number_task_has_long_outputs_and_unseen_held_out_numbers():
+    from miniformer_hf.data import make_number_dataset
+
+    data = make_number_dataset(num_train=2000, num_validation=200, num_test=200, seed=1)
+    assert {name: len(split) for name, split in data.items()} == {"train": 2000, "validation": 200, "test": 200}
+    lengths = sorted(len(target) for target in data["test"]["target"])
+    assert lengths[len(lengths) // 2] >= 80  # the median output is 80+ characters
+    train = set(data["train"]["source"])
+    assert not train & set(data["validation"]["source"]) and not train & set(data["test"]["source"])
+    assert data["test"][0]["source"].replace(",", "").isdigit()
+    assert load_task("numbers", num_train=10, num_validation=2, num_test=2)["train"].num_rows == 10
