@@ -573,7 +573,7 @@ def run_evaluate(args) -> int:
 
     torch.set_num_threads(args.threads)
     from .data import load_task, load_text_pairs
-    from .training import compute_text_metrics, generate_texts
+    from .training import bleu_signature, compute_text_metrics, generate_texts
 
     if args.data:
         dataset = load_text_pairs(args.data, args.source_column, args.target_column, validation_fraction=0)["train"]
@@ -595,6 +595,7 @@ def run_evaluate(args) -> int:
         **compute_text_metrics(predictions, dataset["target"]),
         "num_examples": len(dataset),
         "seconds": time.perf_counter() - started,
+        "bleu_signature": bleu_signature(),
     }
     print(json.dumps(metrics, indent=2))
     if args.output:
