@@ -531,17 +531,21 @@ def load_text_pairs(
         splits = {"train": _load_split(path_or_paths, source_column, target_column, with_origin)}
 
     if "validation" not in splits and validation_fraction > 0:
-        train = splits["train"]
-        num_validation = max(1, round(len(train) * validation_fraction))
-        if len(train) - num_validation < 1:
-            raise DataError(
-                None,
-                f"only {len(train)} example(s), too few to hold out a validation fraction of {validation_fraction}",
-                "more examples, a separate validation file, or validation_fraction=0",
-            )
-        parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
-        splits["train"], splits["validation"] = parts["train"], parts["test"]
+        splits["train"], splits["validation"] = _hold_out(
+            splits["train"], validation_fraction, seed, None,
+            f"a validation fraction of {validation_fraction}",
+            "more examples, a separate validation file, or validation_fraction=0",
+        )  # fmt: skip
     return DatasetDict(splits)
+
+
+def _hold_out(train: Dataset, fraction: float, seed: int, where: str | None, what: str, expected: str):
+    """``(train, validation)``: ``fraction`` of ``train``, shuffled with ``seed``, held out (at least one)."""
+    num_validation = max(1, round(len(train) * fraction))
+    if len(train) - num_validation < 1:
+        raise DataError(where, f"only {len(train)} example(s), too few to hold out {what}", expected)
+    parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -748,15 +752,10 @@ def load_dataset_pairs(
             pairs["validation"] = train.take(validation_examples)
             pairs["train"] = train.skip(validation_examples)
         else:
-            num_validation = max(1, round(len(train) * validation_split_percentage / 100))
-            if len(train) - num_validation < 1:
-                raise DataError(
-                    name,
-                    f"only {len(train)} usable training pair(s), too few to hold out {validation_split_percentage}% for validation",
-                    "more examples, a 'validation' split, or --validation-split-percentage 0",
-                )
-            parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
-            pairs["train"], pairs["validation"] = parts["train"], parts["test"]
+            pairs["train"], pairs["validation"] = _hold_out(
+                train, validation_split_percentage / 100, seed, name, f"{validation_split_percentage}% for validation",
+                "more examples, a 'validation' split, or --validation-split-percentage 0",
+            )  # fmt: skip
     for split, dataset in pairs.items():
         if _is_empty(dataset):
             raise DataError(

@@ -1073,17 +1073,7 @@ def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     if options.dataset and options.streaming:
         return _load_streamed_dataset(options)
     if options.dataset:
-        data = load_dataset_pairs(
-            options.dataset,
-            options.dataset_config,
-            revision=options.dataset_revision,
-            source_lang=options.source_lang,
-            target_lang=options.target_lang,
-            source_column=options.source_column,
-            target_column=options.target_column,
-            validation_split_percentage=options.validation_split_percentage,
-            seed=options.seed,
-        )
+        data = load_dataset_pairs(**_dataset_request(options), validation_split_percentage=options.validation_split_percentage)
         if "validation" not in data:
             raise RunError(
                 f"--dataset {options.dataset} has no 'validation' split and --validation-split-percentage is 0; "
@@ -1109,22 +1099,25 @@ def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     return data
 
 
-def _load_streamed_dataset(options: TrainingRunOptions) -> dict:
-    """``train`` as a stream; ``validation`` and ``test`` (at most ``eval_samples`` pairs each) in memory."""
-    from .data import load_dataset_pairs
-
-    streams = load_dataset_pairs(
-        options.dataset,
-        options.dataset_config,
+def _dataset_request(options: TrainingRunOptions) -> dict[str, Any]:
+    """The `load_dataset_pairs` arguments that ``--dataset`` and its companion flags give."""
+    return dict(
+        name=options.dataset,
+        config=options.dataset_config,
         revision=options.dataset_revision,
         source_lang=options.source_lang,
         target_lang=options.target_lang,
         source_column=options.source_column,
         target_column=options.target_column,
-        streaming=True,
-        validation_examples=options.eval_samples,
         seed=options.seed,
     )
+
+
+def _load_streamed_dataset(options: TrainingRunOptions) -> dict:
+    """``train`` as a stream; ``validation`` and ``test`` (at most ``eval_samples`` pairs each) in memory."""
+    from .data import load_dataset_pairs
+
+    streams = load_dataset_pairs(**_dataset_request(options), streaming=True, validation_examples=options.eval_samples)
     data = {"train": streams["train"]}
     for split in ("validation", "test"):
         if split in streams:
