@@ -1336,6 +1336,11 @@ def _train_in_staging(
         metrics["dataset_revision"] = options.dataset_revision
         metrics["dataset_languages"] = [options.source_lang or options.source_column,
                                         options.target_lang or options.target_column]  # fmt: skip
+    if _unsharded_class(model) is not None:
+        # FSDP: each process holds a shard. Gather the full weights (every process takes part) into a plain
+        # model on the main process, which saves, checks and visualizes it like any other.
+        model = _gathered_model(trainer)
+        trainer.model = model
     if not is_main:
         return TrainingRunResult(output_dir, metrics)
 
@@ -1353,6 +1358,22 @@ def _train_in_staging(
     runs.publish_folder(staging, output_dir)
     (output_dir / runs.LOCK_FILE).unlink(missing_ok=True)
     return TrainingRunResult(output_dir, metrics)
+
+
+def _gathered_model(trainer: TransformerTrainer):
+    """The full model of an FSDP run as a plain (unsharded) model on the main process; None elsewhere.
+
+    Every process must call this: the weights are gathered from all of them."""
+    hf_trainer = trainer.hf_trainer
+    sharded = hf_trainer.model
+    state_dict = hf_trainer.accelerator.get_state_dict(sharded)  # full on the main process, empty elsewhere
+    if not hf_trainer.args.should_save:
+        return None
+    plain = _unsharded_class(sharded)(sharded.config)
+    plain.load_state_dict(state_dict, strict=False)  # lm_head.weight follows the tied embedding
+    plain.tie_weights()
+    plain.generation_config = copy.deepcopy(sharded.generation_config)
+    return plain.eval()
 
 
 def _average_last_checkpoints(trainer: TransformerTrainer, checkpoints: Path, last: int, distributed) -> list[str]:
