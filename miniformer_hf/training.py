@@ -1393,7 +1393,11 @@ def _average_last_checkpoints(trainer: TransformerTrainer, checkpoints: Path, la
         )
     if distributed is not None:
         distributed.wait_for_everyone()  # the main process has finished writing the last checkpoint
-    paths = checkpoint_paths(checkpoints, min(last, len(_checkpoint_folders(checkpoints))))
+    available = len(_checkpoint_folders(checkpoints))
+    if available == 0:
+        logger.warning("--average-last %d: no checkpoint was written; the final weights are kept.", last)
+        return []
+    paths = checkpoint_paths(checkpoints, min(last, available))
     if len(paths) < last:
         logger.warning("--average-last %d: only %d checkpoint(s) were written; averaging those.", last, len(paths))
     averaged = average_checkpoints(paths)
