@@ -45,3 +45,30 @@ def test_train_with_the_paper_recipe(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert cli.main(["generate", "--model", str(run), "a b c"]) == 0
     assert len(capsys.readouterr().out.strip()) > 0
+
+
+def test_outputs_run_to_input_length_plus_n():
+    """§6.1's "maximum output length ... input length + 50", with N = 3: a model that never ends its output
+    stops after (longest input in the batch) + 3 new tokens, in generate_texts and in the trainer's evaluation."""
+    import torch
+
+    from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration
+    from miniformer_hf.tokenization import train_char_tokenizer
+    from miniformer_hf.training import _length_over_input, generate_texts_with_cuts
+
+    tokenizer = train_char_tokenizer(["abcdef"])
+    torch.manual_seed(0)
+    model = MiniformerForConditionalGeneration(
+        MiniformerConfig(vocab_size=len(tokenizer), d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0)
+    )
+    model.generation_config.max_new_tokens = 40
+    model.generation_config.max_new_tokens_over_input = 3
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.eos_token_id] = -100.0  # never ends on its own (tied: also the embedding)
+    ids = tokenizer(["abcdef"], return_tensors="pt")["input_ids"]  # 6 characters + </s>
+    assert _length_over_input(model, ids, {}) == {"max_new_tokens": 7 + 3}
+    assert _length_over_input(model, ids, {"max_new_tokens": 5}) == {"max_new_tokens": 5}  # explicit wins
+    texts, cut = generate_texts_with_cuts(model, tokenizer, ["abcdef", "ab"])
+    assert cut == [0, 1] and all(len(text.replace(" ", "")) <= 10 for text in texts)
+    generated = model.generate(input_ids=ids, **_length_over_input(model, ids, {}))
+    assert generated.shape[1] == 1 + 7 + 3  # decoder start + input length + 3
