@@ -26,6 +26,7 @@ columns, checked (columns, languages, types, empty splits) before anything is to
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -695,6 +696,21 @@ def _as_pairs(dataset, source: str, target: str):
     return dataset.filter(_non_empty_text, batched=True)
 
 
+@contextlib.contextmanager
+def _no_cache_files():
+    """`datasets` writes the results of filter/split next to a dataset's own files (into a user's
+    save_to_disk folder, say); with caching off they go to a temporary folder instead."""
+    import datasets
+
+    enabled = datasets.is_caching_enabled()
+    datasets.disable_caching()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_caching()
+
+
 def _is_empty(dataset) -> bool:
     if isinstance(dataset, Dataset):
         return len(dataset) == 0
@@ -737,6 +753,17 @@ def load_dataset_pairs(
             None, f"validation split percentage {validation_split_percentage}", "a percentage in [0, 100), e.g. 5"
         )
     splits = _open_dataset(name, config, revision, streaming)
+    with _no_cache_files():
+        return _pairs_from_splits(
+            name, splits, source_lang, target_lang, source_column, target_column, validation_split_percentage,
+            streaming, validation_examples, seed,
+        )  # fmt: skip
+
+
+def _pairs_from_splits(
+    name, splits, source_lang, target_lang, source_column, target_column, validation_split_percentage, streaming,
+    validation_examples, seed,
+):  # fmt: skip
     if "train" not in splits:
         raise DataError(name, f"no 'train' split (splits: {sorted(splits)})", "a dataset with a 'train' split")
     pairs = {}

@@ -424,6 +424,7 @@ def test_save_to_disk_folder_with_plain_columns_and_a_validation_percentage(tmp_
 
     rows = {"question": [f"q{i}" for i in range(40)] + [""], "answer": [f"a{i}" for i in range(40)] + ["dropped"]}
     DatasetDict(train=Dataset.from_dict(rows)).save_to_disk(tmp_path / "saved")
+    saved_files = sorted(path.relative_to(tmp_path) for path in (tmp_path / "saved").rglob("*"))
     pairs = load_dataset_pairs(
         str(tmp_path / "saved"), source_column="question", target_column="answer", validation_split_percentage=25
     )
@@ -435,6 +436,7 @@ def test_save_to_disk_folder_with_plain_columns_and_a_validation_percentage(tmp_
         str(tmp_path / "saved"), source_column="question", target_column="answer", validation_split_percentage=25
     )
     assert list(again["validation"]["source"]) == list(pairs["validation"]["source"])  # seeded
+    assert sorted(path.relative_to(tmp_path) for path in (tmp_path / "saved").rglob("*")) == saved_files  # untouched
 
 
 def test_streaming_reads_pairs_and_holds_out_the_first_examples(tmp_path):
