@@ -219,7 +219,7 @@ def test_builtin_tasks_are_registered_and_load():
 
 
 def test_unknown_task_names_the_known_ones():
-    with pytest.raises(DataError, match=r"unknown task 'translate'.*\['copy', 'dates', 'reverse'\]"):
+    with pytest.raises(DataError, match=r"unknown task 'translate'.*\['copy', 'dates', 'numbers', 'reverse'\]"):
         load_task("translate")
 
 
