@@ -1331,7 +1331,9 @@ def _train_in_staging(
     if options.recipe:
         metrics["recipe"] = options.recipe
     if options.dataset:
-        metrics["dataset"] = options.dataset  # the model card lists a Hub id as the training dataset
+        # The model card lists a Hub id among the card's datasets; a local folder is named, not linked.
+        local = os.path.isdir(options.dataset)
+        metrics["dataset"] = f"{Path(options.dataset).name} (local folder)" if local else options.dataset
         metrics["dataset_config"] = options.dataset_config
         metrics["dataset_revision"] = options.dataset_revision
         metrics["dataset_languages"] = [options.source_lang or options.source_column,
