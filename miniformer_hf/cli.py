@@ -6,8 +6,14 @@ views). The folder is assembled in ``<output-dir>.incomplete`` and renamed into 
 run has finished, so a failed or killed run never leaves a half-written run folder, and an existing
 run folder is never touched without ``--overwrite`` (or ``--resume``).
 
-Exit codes: 0 success, 1 bad data/model/run state, 2 bad command-line usage. Errors are one line on
-stderr. This module only wires arguments to `miniformer_hf.training`, `data` and `tokenization`.
+This module only parses arguments and prints: the run itself is `miniformer_hf.training.run_training`
+(a notebook calls it with the same options, `miniformer_hf.runs.TrainingRunOptions`), and what may
+happen to a run folder is decided in `miniformer_hf.runs`. Nothing heavy (torch, transformers,
+datasets, matplotlib, bertviz, the Hub client) is imported before a command runs, so ``--help`` and
+usage errors answer at once (``python scripts/benchmark_cli.py`` measures it).
+
+Exit codes: 0 success, 1 bad data/model/run state, 2 bad command-line usage, 130 interrupted. Errors
+are one line on stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from . import runs
 from .runs import RunError, TrainingRunOptions
@@ -58,6 +63,16 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= 0") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; expected an integer >= 0")
+    return value
+
+
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    limit = 4 * (os.cpu_count() or 1)
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"{value} threads is more than this machine can use ({os.cpu_count()} CPUs); expected at most {limit}"
+        )
     return value
 
 
@@ -259,7 +274,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_thread_count,
         default=DEFAULTS["threads"],
         help="CPU threads for PyTorch (default 1: fastest for this small model on a shared machine)",
     )
@@ -363,7 +378,7 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="beam search width (default: the model's generation config, greedy)",
     )
     parser.add_argument(
-        "--threads", type=_positive_int, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
+        "--threads", type=_thread_count, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
     )
 
 
@@ -396,7 +411,7 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=_positive_int, default=None, help="score only the first this many examples")
     parser.add_argument("--output", help="also write the metrics (and predictions) to this JSON file")
     parser.add_argument(
-        "--threads", type=_positive_int, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
+        "--threads", type=_thread_count, default=DEFAULTS["threads"], help="CPU threads for PyTorch (default 1)"
     )
 
 
@@ -529,9 +544,6 @@ def _display_path(path: Path) -> str:
 
 
 def run_train(args) -> int:
-    import torch
-
-    torch.set_num_threads(args.threads)
     from .training import run_training
 
     result = run_training(TrainingRunOptions.from_namespace(args))
@@ -560,12 +572,28 @@ def run_generate(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from .training import generate_texts
+    from .training import check_generation_inputs, generate_texts_with_cuts
 
     model, tokenizer = _load_model_and_tokenizer(args.model)
-    for text in generate_texts(model, tokenizer, args.texts, **_generation_kwargs(args)):
+    length = check_generation_inputs(model, tokenizer, args.texts, args.max_new_tokens)
+    outputs, cut = generate_texts_with_cuts(model, tokenizer, args.texts, **_generation_kwargs(args))
+    for text in outputs:
         print(text)
+    _warn_about_cut_outputs(cut, len(outputs), length, model)
     return 0
+
+
+def _warn_about_cut_outputs(cut: list[int], total: int, length: int | None, model) -> None:
+    if not cut:
+        return
+    numbers = ", ".join(str(index + 1) for index in cut[:10]) + (" ..." if len(cut) > 10 else "")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    print(
+        f"miniformer: warning: {len(cut)} of {total} outputs ({numbers}) were cut at the generation length of "
+        f"{length} tokens before they ended; pass a larger --max-new-tokens"
+        + (f" (at most {limit})." if limit else "."),
+        file=sys.stderr,
+    )
 
 
 def run_evaluate(args) -> int:
@@ -573,7 +601,7 @@ def run_evaluate(args) -> int:
 
     torch.set_num_threads(args.threads)
     from .data import load_task, load_text_pairs
-    from .training import bleu_signature, compute_text_metrics, generate_texts
+    from .training import bleu_signature, check_generation_inputs, compute_text_metrics, generate_texts_with_cuts
 
     if args.data:
         dataset = load_text_pairs(args.data, args.source_column, args.target_column, validation_fraction=0)["train"]
@@ -587,17 +615,20 @@ def run_evaluate(args) -> int:
     model, tokenizer = _load_model_and_tokenizer(args.model)
     if args.limit is not None:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
+    length = check_generation_inputs(model, tokenizer, dataset["source"], args.max_new_tokens)
     started = time.perf_counter()
-    predictions = generate_texts(
+    predictions, cut = generate_texts_with_cuts(
         model, tokenizer, dataset["source"], batch_size=args.batch_size, **_generation_kwargs(args)
     )
     metrics = {
         **compute_text_metrics(predictions, dataset["target"]),
         "num_examples": len(dataset),
+        "num_cut_by_generation_length": len(cut),
         "seconds": time.perf_counter() - started,
         "bleu_signature": bleu_signature(),
     }
     print(json.dumps(metrics, indent=2))
+    _warn_about_cut_outputs(cut, len(predictions), length, model)
     if args.output:
         records = [
             {"source": s, "target": t, "prediction": p}
@@ -678,11 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"miniformer {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(
-            f"miniformer {args.command}: interrupted; rerun with --resume to continue from the last checkpoint.",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as error:
+        message = str(error) or "interrupted"
+        print(f"miniformer {args.command}: {message}", file=sys.stderr)
         return 130
     except (OSError, ValueError) as error:  # unwritable folders, models that do not fit the data, SharingError ...
         print(

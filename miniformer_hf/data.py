@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUILTIN_TASKS",
+    "MAX_GENERATED_EXAMPLES",
+    "MAX_TEXT_CHARACTERS",
     "DATE_FORMATS",
     "DEFAULT_LOCALES",
     "BuiltinTask",
@@ -61,6 +63,15 @@ __all__ = [
 ]
 
 
+# Limits checked before any work starts, so a typo (--num-train 100000000) or a runaway line fails at
+# once instead of after minutes and gigabytes. Both are far beyond what the models here can use: the
+# positional table holds 1,024 tokens, and 2,000,000 examples are 40 epochs of the longest default run.
+MAX_GENERATED_EXAMPLES = 2_000_000
+MAX_TEXT_CHARACTERS = 100_000
+# Built-in tasks log their progress when they generate at least this many examples.
+_PROGRESS_EVERY = 100_000
+
+
 class DataError(ValueError):
     """A data file (or a request for data) that cannot be used; the message is a single line."""
 
@@ -72,6 +83,25 @@ class DataError(ValueError):
         message = f"{where}{problem}; expected {expected}"
         # One line, whatever the pieces contained (a column name with a newline, say).
         super().__init__(" ".join(message.splitlines()))
+
+
+def _check_counts(num_train: int, num_validation: int, num_test: int) -> None:
+    for name, value in (("num_train", num_train), ("num_validation", num_validation), ("num_test", num_test)):
+        if not isinstance(value, int) or value < 0:
+            raise DataError(None, f"{name}={value!r}", "a non-negative integer")
+    total = num_train + num_validation + num_test
+    if total > MAX_GENERATED_EXAMPLES:
+        raise DataError(
+            None,
+            f"{total:,} examples requested (num_train={num_train:,}), over the limit of {MAX_GENERATED_EXAMPLES:,} "
+            "generated examples",
+            f"at most {MAX_GENERATED_EXAMPLES:,} in all (--num-train); for more data, train on your own file",
+        )
+
+
+def _log_progress(done: int, total: int) -> None:
+    if total >= _PROGRESS_EVERY and done and done % _PROGRESS_EVERY == 0:
+        logger.info("Generated %s of %s training examples (%d%%)", f"{done:,}", f"{total:,}", 100 * done // total)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,9 +196,7 @@ def make_date_dataset(
     ``train`` examples are distinct (date, locale, format) triples drawn from the other dates,
     with each locale equally likely.
     """
-    for name, value in (("num_train", num_train), ("num_validation", num_validation), ("num_test", num_test)):
-        if not isinstance(value, int) or value < 0:
-            raise DataError(None, f"{name}={value!r}", "a non-negative integer")
+    _check_counts(num_train, num_validation, num_test)
     if not start_year <= end_year or start_year < 1 or end_year > 9999:
         raise DataError(
             None, f"year range {start_year}..{end_year}", "1 <= start_year <= end_year <= 9999 (four-digit ISO years)"
@@ -228,6 +256,7 @@ def make_date_dataset(
             continue
         seen.add(key)
         train_examples.append((datetime.date.fromordinal(day), style))
+        _log_progress(len(train_examples), num_train)
 
     return DatasetDict(
         train=_date_split(train_examples),
@@ -267,6 +296,7 @@ def make_toy_dataset(
         raise DataError(None, f"toy vocabulary {symbols!r}", "distinct, non-empty symbols without spaces")
     if not 1 <= min_len <= max_len:
         raise DataError(None, f"sequence lengths min_len={min_len}, max_len={max_len}", "1 <= min_len <= max_len")
+    _check_counts(num_train, num_validation, num_test)
     total = num_train + num_validation + num_test
     available = sum(len(symbols) ** length for length in range(min_len, max_len + 1))
     if total > available // 2:
@@ -285,6 +315,7 @@ def make_toy_dataset(
         if sequence not in sequences:
             sequences.add(sequence)
             ordered.append(sequence)
+            _log_progress(len(ordered), total)
 
     def split(part: list[tuple[str, ...]]) -> Dataset:
         targets = part if task == "copy" else [sequence[::-1] for sequence in part]
@@ -403,6 +434,13 @@ def _check_value(path: str, where: str, column: str, value: object) -> str:
         raise DataError(path, f"{where}: column {column!r} is a {type(value).__name__} ({value!r})", "a string")
     if not value:
         raise DataError(path, f"{where}: column {column!r} is empty", "a non-empty string in every row")
+    if len(value) > MAX_TEXT_CHARACTERS:
+        raise DataError(
+            path,
+            f"{where}: column {column!r} is {len(value):,} characters long, over the limit of "
+            f"{MAX_TEXT_CHARACTERS:,}",
+            "shorter texts (the model's positional table holds 1,024 tokens); split or drop the line",
+        )
     return value
 
 
@@ -449,7 +487,7 @@ def _read_pairs(path: str, source_column: str, target_column: str, with_origin: 
                 raise DataError(
                     path,
                     f"{where} has no key(s) {missing} (keys: {sorted(row)})",
-                    f"keys {list(columns)} (or pass source_column/target_column)",
+                    f"keys {list(columns)} (or name yours with --source-column/--target-column, source_column/target_column in Python)",
                 )
             sources.append(_check_value(path, where, source_column, row[source_column]))
             targets.append(_check_value(path, where, target_column, row[target_column]))
@@ -462,7 +500,7 @@ def _read_pairs(path: str, source_column: str, target_column: str, with_origin: 
             raise DataError(
                 path,
                 f"header has no column(s) {missing} (header: {header})",
-                f"a header row naming {list(columns)} (or pass source_column/target_column)",
+                f"a header row naming {list(columns)} (or name yours with --source-column/--target-column, source_column/target_column in Python)",
             )
         try:
             for row in reader:
@@ -535,7 +573,7 @@ def load_text_pairs(
         splits["train"], splits["validation"] = _hold_out(
             splits["train"], validation_fraction, seed, None,
             f"a validation fraction of {validation_fraction}",
-            "more examples, a separate validation file, or validation_fraction=0",
+            "more examples, or a separate validation file (--validation-file)",
         )  # fmt: skip
     return DatasetDict(splits)
 

@@ -130,7 +130,8 @@ class TrainingRunOptions:
     """The options of ``miniformer train`` (``miniformer train --help`` explains each one).
 
     ``None`` means "the default": a built-in task's own size, ``DEFAULTS`` otherwise. ``quiet`` turns
-    off progress bars and the trainer's log lines.
+    off progress bars and the trainer's log lines; ``threads`` sets PyTorch's thread count for the
+    process, as the command does.
     """
 
     task: str | None = None
@@ -520,10 +521,20 @@ def load_run_folder(model_dir: str | os.PathLike):
         model = AutoModelForSeq2SeqLM.from_pretrained(path)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
         first_line = (str(error).strip().splitlines() or [""])[0]
+        if isinstance(error, json.JSONDecodeError):
+            raise RunError(
+                f"--model {os.fspath(model_dir)}: a JSON file of the run folder ({path / 'config.json'} or "
+                f"generation_config.json) is not valid JSON ({first_line}); copy the run folder again."
+            ) from error
+        if isinstance(error, SafetensorError) or "safetensor" in first_line.lower() or "header" in first_line.lower():
+            raise RunError(
+                f"--model {os.fspath(model_dir)}: cannot load the weights in {path / WEIGHTS_FILE} "
+                f"({type(error).__name__}: {first_line}); the file is truncated or corrupted. Copy the run folder "
+                "again or retrain."
+            ) from error
         raise RunError(
-            f"--model {os.fspath(model_dir)}: cannot load the weights in {path / WEIGHTS_FILE} "
-            f"({type(error).__name__}: {first_line}); the file is truncated or corrupted. Copy the run folder again "
-            "or retrain."
+            f"--model {os.fspath(model_dir)}: cannot load a sequence-to-sequence model from {path} "
+            f"({type(error).__name__}: {first_line}); expected a run folder from `miniformer train`."
         ) from error
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -410,7 +410,31 @@ def validate_run_folder(model_dir: str | Path) -> dict[str, Any]:
     if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
         raise SharingError(f"{model_dir} has no tokenizer (tokenizer.json / tokenizer_config.json); save the "
                            "tokenizer into the folder with tokenizer.save_pretrained before pushing.")
+    _check_weights(model_dir)
     return config
+
+
+def _check_weights(model_dir: Path) -> None:
+    """The weights match the checksum the run recorded (if any) and are all finite: never publish a broken model."""
+    from .runs import RunError, verify_weights
+
+    try:
+        verify_weights(model_dir)
+    except RunError as error:
+        raise SharingError(str(error)) from None
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                for name in weights.keys():
+                    tensor = weights.get_tensor(name)
+                    if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                        raise SharingError(f"{path} holds NaN or infinite values (tensor {name!r}); this model's "
+                                           "outputs are meaningless, so it is not pushed. Retrain it.")
+        except SafetensorError as error:
+            raise SharingError(f"{path} cannot be read ({error}); the file is truncated or corrupted. Copy the run "
+                               "folder again or retrain.") from None
 
 
 def _files_to_push(model_dir: Path) -> list[Path]:

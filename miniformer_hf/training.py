@@ -27,6 +27,7 @@ What this module adds to the library:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -81,6 +82,7 @@ __all__ = [
     "NonFiniteTrainingError",
     "generate_texts",
     "generate_texts_with_cuts",
+    "check_generation_inputs",
     "last_complete_checkpoint",
     "paper_learning_rate",
     "run_training",
@@ -236,6 +238,11 @@ def generate_texts_with_cuts(
     if eos_token_id is None:
         eos_token_id = model.config.eos_token_id
     eos_ids = set(eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
+    if generate_kwargs.get("max_new_tokens") is not None and "max_length" not in generate_kwargs:
+        if getattr(model.config, "is_encoder_decoder", False):
+            # The same limit in the unit the saved generation config uses (the decoder start token
+            # plus the new tokens), so the library does not warn that both are set.
+            generate_kwargs["max_length"] = generate_kwargs.pop("max_new_tokens") + 1
     outputs: list[str] = []
     cut: list[int] = []
     try:
@@ -273,6 +280,54 @@ def bleu_signature() -> str:
     return str(bleu.get_signature())
 
 
+def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Token counts of ``texts`` as the model sees them (special tokens included), without the
+    library's warning about sequences over ``model_max_length`` (checking them is the point)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [len(encoding.ids) for encoding in backend.encode_batch(list(texts), add_special_tokens=True)]
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
+
+def generation_length(model, max_new_tokens: int | None = None) -> int | None:
+    """The number of new tokens ``generate`` may produce: ``max_new_tokens``, else the model's
+    generation config (``max_new_tokens``, or ``max_length`` minus the decoder start token)."""
+    if max_new_tokens is not None:
+        return max_new_tokens
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return None
+    if config.max_new_tokens is not None:
+        return config.max_new_tokens
+    return None if config.max_length is None else config.max_length - 1
+
+
+def check_generation_inputs(model, tokenizer, texts: Sequence[str], max_new_tokens: int | None = None) -> int | None:
+    """Raise `RunError` before any generation when a text is empty, a source does not fit the
+    positional table, or the requested output length exceeds it; return the generation length."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    length = generation_length(model, max_new_tokens)
+    if limit is not None and length is not None and length > limit:
+        raise RunError(
+            f"--max-new-tokens {length} exceeds the model's positional table: max_position_embeddings is {limit}, "
+            f"so at most {limit} new tokens can be generated; expected --max-new-tokens {limit} or less."
+        )
+    for number, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise RunError(
+                f"source text {number} is empty; expected non-empty text (train, generate and visualize all refuse "
+                "empty text)."
+            )
+    if limit is not None and texts:
+        for number, length in enumerate(token_lengths(tokenizer, texts), start=1):
+            if length > limit:
+                raise RunError(
+                    f"source text {number} is {length} tokens long (end-of-sequence included), but the model's "
+                    f"positional table holds {limit} positions; expected a shorter text (split it)."
+                )
+    return length
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints that are complete or absent
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +355,10 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
     """
 
     def __init__(self, *args, tokens_per_batch: int | None = None, **kwargs):
+        model = kwargs.get("model", args[0] if args else None)
+        # The library sets model.config.use_cache to args.use_cache (False) for training; the saved
+        # configs (checkpoints and the final model) keep the model's own value, so inference caches.
+        self._model_use_cache = getattr(getattr(model, "config", None), "use_cache", None)
         super().__init__(*args, **kwargs)
         self.tokens_per_batch = tokens_per_batch
         self._staging_root: str | None = None
@@ -390,6 +449,30 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         finally:
             self.model = sharded
 
+    @contextlib.contextmanager
+    def _model_config_for_saving(self):
+        config = getattr(self.model, "config", None)
+        if config is None or self._model_use_cache is None:
+            yield
+            return
+        during_training, config.use_cache = config.use_cache, self._model_use_cache
+        try:
+            yield
+        finally:
+            config.use_cache = during_training
+
+    def save_model(self, *args, **kwargs):
+        with self._model_config_for_saving():
+            return super().save_model(*args, **kwargs)
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            config = getattr(self.model, "config", None)
+            if config is not None and self._model_use_cache is not None:
+                config.use_cache = self._model_use_cache
+
     def prediction_step(self, *args, **kwargs):
         # Seq2SeqTrainer fills library defaults (max_length=20 ...) into the model's generation config,
         # which then clashes with its max_new_tokens on every later generate(); keep the config as set.
@@ -421,6 +504,11 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         if not bool(torch.isfinite(loss).all()):
             raise NonFiniteTrainingError(self.state.global_step + 1, f"the training loss is {loss.item()}")
         return loss
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `run_training`; the message says what was kept and how to continue."""
+
 
 class NonFiniteTrainingError(RunError):
     """Training met a NaN or infinite loss, gradient or weight; ``step`` is the step it happened in."""
@@ -738,12 +826,19 @@ class TransformerTrainer:
         current = getattr(self.model, "generation_config", None)
         if current is None:
             return
-        if max_new_tokens is None:
-            max_new_tokens = current.max_new_tokens or 64
+        if max_new_tokens is None and current.max_new_tokens:
+            max_new_tokens = current.max_new_tokens
+        elif max_new_tokens is None and current.max_length and current.max_length != GenerationConfig().max_length:
+            max_new_tokens = max(current.max_length - 1, 1)  # set by an earlier run of this trainer
+        elif max_new_tokens is None:
+            max_new_tokens = 64
         self.max_new_tokens = max_new_tokens
         config = self.model.config
+        # Stored as max_length (the decoder start token plus max_new_tokens), the library's default
+        # knob: a caller's generate(max_length=80) or generation_max_length=80 then replaces it, where a
+        # stored max_new_tokens would silently take precedence over both.
         self.model.generation_config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
+            max_length=max_new_tokens + 1,
             do_sample=False,
             num_beams=self.num_beams,
             **({"length_penalty": self.length_penalty} if self.num_beams > 1 else {}),
@@ -910,6 +1005,10 @@ class _PaddingCollator:
 # ---------------------------------------------------------------------------------------------
 
 
+# Larger models are refused before any allocation (a typo such as --d-model 100000 asks for 10^11).
+MAX_PARAMETERS = 2_000_000_000
+
+
 @dataclass
 class TrainingRunResult:
     """What `run_training` did: the run folder, its metrics, and whether there was anything to do."""
@@ -935,8 +1034,9 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     options = dataclasses.replace(options or TrainingRunOptions(), **overrides).with_recipe()
     started = time.perf_counter()
     _check_options(options)
+    torch.set_num_threads(options.threads)  # as the command does: this process's PyTorch threads
     task_name = _task_name(options)
-    output_dir = runs.resolve_output_dir(options.output_dir or Path("runs") / task_name)
+    output_dir = runs.resolve_output_dir(Path("runs") / task_name if options.output_dir is None else options.output_dir)
     staging = runs.staging_folder(output_dir)
     sizes = model_sizes(options)
     runs.check_output_folder(options, output_dir, staging)
@@ -952,6 +1052,13 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     if options.resume:
         _check_resume_data(resume_from, fingerprint)
     planned_steps = _planned_steps(options, None if options.streaming else len(data["train"]))
+    done_steps = _checkpoint_step(resume_from / CHECKPOINTS) if options.resume else None
+    if done_steps is not None and done_steps > planned_steps:
+        raise RunError(
+            f"--resume asks for {planned_steps} steps, but the run in {resume_from} has already done {done_steps}; "
+            f"expected --max-steps {done_steps} or more (or a new run).",
+            2,
+        )
     if options.resume and resume_from == output_dir and _finished_steps(output_dir / CHECKPOINTS) == planned_steps:
         metrics = runs.read_json(output_dir / "metrics.json") if (output_dir / "metrics.json").is_file() else {}
         logger.info("%s already finished its %d steps; nothing to do.", output_dir, planned_steps)
@@ -964,6 +1071,8 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     if distributed is not None:
         distributed.wait_for_everyone()  # every process has checked the folders before any is created
     lock = runs.RunLock(staging)
+    # Folders this run creates above the staging folder (runs/ for runs/dates), removed again on a failed start.
+    new_parents = [parent for parent in staging.parents if not parent.exists()]
     if is_main:
         _prepare_staging(options, output_dir, staging, lock)
     try:
@@ -976,6 +1085,9 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
             lock.release()
             if not runs.has_checkpoint(staging):
                 shutil.rmtree(staging, ignore_errors=True)  # a failed start leaves nothing behind
+                for parent in new_parents:  # innermost first
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()  # only if still empty
         raise _explained(error, staging) from error
     lock.release()
     return result
@@ -1061,6 +1173,17 @@ def model_sizes(options: TrainingRunOptions) -> dict[str, Any]:
         raise RunError(
             f"--d-model {sizes['d_model']} is not divisible by --n-heads {sizes['n_heads']}; expected d_model a "
             "multiple of n_heads.",
+            2,
+        )
+    # Refuse before allocating: each layer holds about 4·D² (attention) + 2·D·d_ff (feed-forward)
+    # weights, the decoder's twice the attention; the embeddings add vocabulary · D.
+    d_model, d_ff, layers = sizes["d_model"], sizes["d_ff"], sizes["n_layers"]
+    estimate = layers * (12 * d_model * d_model + 4 * d_model * d_ff)
+    if estimate > MAX_PARAMETERS:
+        raise RunError(
+            f"the model would have about {estimate:,} parameters (d_model {d_model}, d_ff {d_ff}, {layers} layers), "
+            f"over the limit of {MAX_PARAMETERS:,}; expected a smaller --d-model/--d-ff/--n-layers (the paper's "
+            "big model has 213 million).",
             2,
         )
     return sizes
@@ -1154,6 +1277,13 @@ def _planned_steps(options: TrainingRunOptions, num_train: int) -> int:
     return math.ceil(options.epochs * steps_per_epoch)
 
 
+def _checkpoint_step(checkpoints: Path) -> int | None:
+    last = last_complete_checkpoint(checkpoints)
+    if last is None:
+        return None
+    return TrainerState.load_from_json(os.path.join(last, "trainer_state.json")).global_step
+
+
 def _finished_steps(checkpoints: Path) -> int | None:
     """The step of the newest checkpoint when it is also the last step of its run, else None."""
     last = last_complete_checkpoint(checkpoints)
@@ -1193,6 +1323,9 @@ def _explained(error: BaseException, staging: Path) -> BaseException:
             f"{error.problem}; {kept}, and no run folder was written. Expected finite values: lower "
             "--learning-rate or raise --warmup-steps.",
         )
+    if isinstance(error, KeyboardInterrupt):
+        hint = "rerun the same command with --resume" if checkpoint else "rerun the same command to start again"
+        return RunInterrupted(f"interrupted; {kept.split(' (rerun')[0]}: {hint}.")
     if runs.disk_full(error) or "No space left" in str(error) or "StorageFull" in str(error):
         return RunError(f"no space left on the device while writing {staging}; {kept}. Free some space first.")
     return error
@@ -1210,7 +1343,11 @@ def _train_in_staging(
     if is_main and not (resuming and (staging / "tokenizer.json").is_file()):
         texts = _tokenizer_texts(data["train"], options)
         kind_kwargs = {"vocab_size": options.vocab_size} if options.tokenizer == "bpe" else {}
-        train_tokenizer(texts, kind=options.tokenizer, **kind_kwargs).save_pretrained(staging)
+        try:
+            tokenizer = train_tokenizer(texts, kind=options.tokenizer, **kind_kwargs)
+        except ValueError as error:
+            raise RunError(f"--tokenizer {options.tokenizer} --vocab-size {options.vocab_size}: {error}", 2) from error
+        tokenizer.save_pretrained(staging)
     if is_main:
         runs.write_json(staging / runs.RUN_ARGUMENTS, {**options.to_dict(), "data_fingerprint": fingerprint})
     if distributed is not None:
@@ -1218,6 +1355,13 @@ def _train_in_staging(
     tokenizer = PreTrainedTokenizerFast.from_pretrained(staging)  # the same tokenizer in every process
 
     config = MiniformerConfig(vocab_size=len(tokenizer), **sizes)
+    if options.max_new_tokens is not None and options.max_new_tokens > config.max_position_embeddings:
+        raise RunError(
+            f"--max-new-tokens {options.max_new_tokens} exceeds the model's positional table of "
+            f"{config.max_position_embeddings} positions; expected --max-new-tokens {config.max_position_embeddings} "
+            "or less.",
+            2,
+        )
     _check_sequence_lengths(data, tokenizer, config.max_position_embeddings)
     finished_checkpoint = None
     if resuming and _finished_steps(staging / CHECKPOINTS) == planned_steps:
@@ -1423,8 +1567,7 @@ def _check_sequence_lengths(data: DatasetDict, tokenizer, limit: int) -> None:
             continue  # a stream: over-long pairs are skipped as they are read (TransformerTrainer.prepare_dataset)
         origins = dataset["origin"] if "origin" in dataset.column_names else None
         for column in ("source", "target"):
-            lengths = [len(ids) for ids in tokenizer(list(dataset[column]), truncation=False)["input_ids"]]
-            for index, length in enumerate(lengths):
+            for index, length in enumerate(token_lengths(tokenizer, dataset[column])):
                 if length > limit:
                     where = origins[index] if origins else f"{split} example {index}"
                     raise RunError(

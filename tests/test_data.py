@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
+import time
 
 import babel
 import pytest
@@ -12,6 +14,8 @@ from datasets import DatasetDict
 from miniformer_hf.data import (
     BUILTIN_TASKS,
     DEFAULT_LOCALES,
+    MAX_GENERATED_EXAMPLES,
+    MAX_TEXT_CHARACTERS,
     DataError,
     load_dataset_pairs,
     load_task,
@@ -506,3 +510,42 @@ def test_number_task_has_long_outputs_and_unseen_held_out_numbers():
     assert not train & set(data["validation"]["source"]) and not train & set(data["test"]["source"])
     assert data["test"][0]["source"].replace(",", "").isdigit()
     assert load_task("numbers", num_train=10, num_validation=2, num_test=2)["train"].num_rows == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits before work, progress, and where each example came from
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("builder", [make_date_dataset, make_toy_dataset])
+def test_generated_tasks_refuse_huge_requests_at_once(builder):
+    started = time.perf_counter()
+    with pytest.raises(DataError) as raised:
+        builder(num_train=100_000_000)
+    assert f"{MAX_GENERATED_EXAMPLES:,}" in str(raised.value) and "--num-train" in str(raised.value)
+    assert time.perf_counter() - started < 5  # refused before generating anything
+
+
+def test_long_generation_logs_its_progress(caplog):
+    with caplog.at_level(logging.INFO, logger="miniformer_hf.data"):
+        make_toy_dataset("copy", num_train=200_000, num_validation=10, num_test=10, max_len=10)
+    progress = [record.getMessage() for record in caplog.records if "Generated" in record.getMessage()]
+    assert progress and "of 200,020 training examples" in progress[0]
+
+
+def test_an_overlong_text_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(path, [{"source": "a", "target": "b"}, {"source": "y" * (MAX_TEXT_CHARACTERS + 1), "target": "b"}])
+    with pytest.raises(DataError, match=r"line 2: column 'source' is 100,001 characters long"):
+        load_text_pairs(path)
+
+
+def test_origins_name_the_file_line_after_shuffling(tmp_path):
+    path = tmp_path / "pairs.csv"
+    rows = [(f"s{i}", f"t{i}") for i in range(30)]
+    write_csv(path, rows)
+    dataset = load_text_pairs(path, seed=1, with_origin=True)
+    for split in dataset.values():
+        for source, origin in zip(split["source"], split["origin"]):
+            assert origin == f"{path} line {int(source[1:]) + 2}"  # the header is line 1
+    assert load_text_pairs(path)["train"].column_names == ["source", "target"]

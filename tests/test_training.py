@@ -3,6 +3,7 @@ checkpoints, resume and reproducibility."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -14,19 +15,24 @@ import time
 import pytest
 import torch
 from datasets import Dataset
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, Transformer
+from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, Transformer, runs
 from miniformer_hf.data import make_toy_dataset
 from miniformer_hf.tokenization import train_char_tokenizer
+from miniformer_hf.runs import RunError, TrainingRunOptions
 from miniformer_hf.training import (
     STAGING_DIR,
+    NonFiniteTrainingError,
     TransformerTrainer,
     character_error_rate,
     compute_text_metrics,
     edit_distance,
     exact_match,
+    generate_texts,
     paper_learning_rate,
+    run_training,
 )
 
 
@@ -269,3 +275,93 @@ def test_sigkill_at_any_moment_then_resume_finishes(tmp_path):
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert get_last_checkpoint(output_dir).endswith(f"checkpoint-{max_steps}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite training, saved configs, metrics against raw text, the whole run as a function
+# ---------------------------------------------------------------------------------------------
+
+
+class _PoisonAtStep(TrainerCallback):
+    """Turn one weight into NaN at the end of ``step`` (as an exploding update would)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+
+def test_non_finite_weights_stop_training_at_their_step_and_keep_the_last_good_checkpoint(tmp_path):
+    model = tiny_model(1000)
+    trainer = TransformerTrainer(
+        model, output_dir=tmp_path, learning_rate=1e-3, batch_size=8, schedule="constant",
+        save_strategy="steps", save_steps=2, callbacks=[_PoisonAtStep(3)],
+    )  # fmt: skip
+    with pytest.raises(NonFiniteTrainingError) as raised:
+        trainer.train(random_pairs(48), max_steps=6)
+    assert raised.value.step == 3 and "step 3" in str(raised.value)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2"]
+    saved = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "checkpoint-2")
+    assert all(torch.isfinite(p).all() for p in saved.parameters())
+
+
+def test_a_non_finite_loss_stops_training_at_once(tmp_path):
+    model = tiny_model(1000)
+    trainer = TransformerTrainer(model, output_dir=tmp_path, learning_rate=float("inf"), batch_size=8)
+    with pytest.raises(NonFiniteTrainingError) as raised:
+        trainer.train(random_pairs(48), max_steps=5)
+    assert raised.value.step <= 2  # the first update makes every weight NaN; it is caught there
+
+
+def test_saved_configs_keep_use_cache_and_do_not_cap_a_callers_length(tmp_path):
+    data = make_toy_dataset("copy", num_train=64, num_validation=8, num_test=8, max_len=4, seed=0)
+    tokenizer = train_char_tokenizer(list(data["train"]["source"]) + list(data["train"]["target"]))
+    model = tiny_model(len(tokenizer))
+    trainer = TransformerTrainer(
+        model, tokenizer, output_dir=tmp_path / "checkpoints", learning_rate=1e-3, batch_size=8,
+        save_strategy="steps", save_steps=2,
+    )  # fmt: skip
+    trainer.train(data["train"], max_steps=2)
+    trainer.save_model(tmp_path / "final")
+    for folder in (tmp_path / "checkpoints" / "checkpoint-2", tmp_path / "final"):
+        assert json.loads((folder / "config.json").read_text())["use_cache"] is True, folder
+    generation = json.loads((tmp_path / "final" / "generation_config.json").read_text())
+    assert "max_new_tokens" not in generation and generation["max_length"] == trainer.max_new_tokens + 1
+    loaded = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "final")
+    ids = tokenizer(["a b c"], return_tensors="pt")["input_ids"]
+    assert loaded.generate(ids, max_length=40, min_length=40).shape[-1] == 40  # not capped at the saved length
+
+
+def test_training_metrics_score_the_raw_target_text(tmp_path):
+    # Targets with characters the tokenizer never saw: decoded labels lose them, the raw text keeps them.
+    data = make_toy_dataset("copy", num_train=64, num_validation=8, num_test=8, max_len=4, seed=0)
+    tokenizer = train_char_tokenizer(list(data["train"]["source"]) + list(data["train"]["target"]))
+    evaluation = Dataset.from_dict({"source": ["a b", "c d"], "target": ["a b ZZ", "c d QQ"]})
+    model = tiny_model(len(tokenizer))
+    trainer = TransformerTrainer(model, tokenizer, output_dir=tmp_path, batch_size=8, max_new_tokens=8)
+    metrics = trainer.evaluate(evaluation)
+    predictions = generate_texts(model, tokenizer, evaluation["source"])
+    against_raw = compute_text_metrics(predictions, evaluation["target"])
+    decoded_labels = [tokenizer.decode(tokenizer(t)["input_ids"], skip_special_tokens=True) for t in evaluation["target"]]
+    against_labels = compute_text_metrics(predictions, decoded_labels)
+    assert against_raw["cer"] != against_labels["cer"]  # the test can tell the two apart
+    assert metrics["eval_cer"] == pytest.approx(against_raw["cer"])
+    assert metrics["eval_exact_match"] == against_raw["exact_match"]
+
+
+def test_run_training_is_the_command_as_a_function(tmp_path):
+    result = run_training(
+        task="copy", size="tiny", num_train=200, max_steps=2, batch_size=16, eval_steps=2, eval_samples=4,
+        no_visualize=True, quiet=True, output_dir=str(tmp_path / "copy"),
+    )  # fmt: skip
+    assert result.output_dir == tmp_path / "copy" and not result.already_finished
+    assert result.metrics["max_steps"] == 2
+    arguments = json.loads((tmp_path / "copy" / "run_arguments.json").read_text())
+    assert arguments["task"] == "copy" and arguments["data_fingerprint"].startswith("sha256:")
+    assert runs.verify_weights(tmp_path / "copy")  # the checksum was recorded and matches
+    with pytest.raises(RunError) as refused:
+        run_training(TrainingRunOptions(task="copy", train_file="x.csv"))
+    assert refused.value.exit_code == 2

@@ -1,0 +1,381 @@
+"""Nothing lost, nothing silently wrong: the `miniformer` command against hostile inputs and faults.
+
+Each test is one case of the fault sweep (issue 14). Runs are tiny (the tiny model, a few steps); the
+cases about data loss start the real console script in a temporary folder, the others call the same
+`main` in this process to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from miniformer_hf import cli, runs
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def miniformer(*argv, cwd=None) -> subprocess.CompletedProcess:
+    executable = shutil.which("miniformer")
+    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
+    return subprocess.run([*command, *map(str, argv)], capture_output=True, text=True, env=ENV, cwd=cwd)
+
+
+def in_process(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def tree(folder) -> dict[str, str]:
+    """Every file under ``folder`` with the SHA-256 of its bytes."""
+    result = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                result[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
+    return result
+
+
+def write_pairs(path, count=120, extra=None):
+    letters = "abcdef"
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(count):
+            word = " ".join(letters[(i * 7 + k * 3) % 6] for k in range(3 + i % 4))
+            row = {"source": word, "target": word[::-1]}
+            if extra is not None and i == 2:
+                row = extra
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def train_argv(data_file, output_dir, steps=4):
+    return [
+        "train", "--train-file", data_file, "--size", "tiny", "--max-steps", steps, "--batch-size", 16,
+        "--eval-steps", 2, "--eval-samples", 8, "--output-dir", output_dir, "--quiet", "--no-visualize",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def pairs(workspace):
+    return write_pairs(workspace / "pairs.jsonl")
+
+
+@pytest.fixture(scope="module")
+def finished(workspace, pairs):
+    """A run folder from the real command, uninterrupted."""
+    output_dir = workspace / "finished"
+    result = miniformer(*train_argv(pairs, output_dir))
+    assert result.returncode == 0, result.stderr
+    return output_dir
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    return copy
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-4: data lost or overwritten
+# ---------------------------------------------------------------------------------------------
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(pairs, tmp_path):
+    documents = tmp_path / "mydocs"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("four years of work")
+    result = miniformer(*train_argv(pairs, documents), "--overwrite")
+    assert result.returncode == 1
+    assert "not a Miniformer run folder" in one_line(result.stderr)
+    assert (documents / "thesis.txt").read_text() == "four years of work"
+    assert sorted(os.listdir(tmp_path)) == ["mydocs"]  # no .incomplete, no .replaced-NNNN
+
+
+def test_overwrite_refuses_a_plain_file_and_the_current_folder(pairs, tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    code, _, err = in_process(capsys, *train_argv(pairs, afile), "--overwrite")
+    assert code == 1 and "is a file" in one_line(err)
+    assert afile.read_text() == "keep me" and sorted(os.listdir(tmp_path)) == ["afile"]
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = in_process(capsys, *train_argv(pairs, "."), "--overwrite")
+    assert code == 2 and "current folder" in one_line(err)
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_resume_on_a_finished_run_changes_nothing(finished, pairs):
+    before = tree(finished)
+    result = miniformer(*train_argv(pairs, finished), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "already finished" in result.stdout
+    assert tree(finished) == before
+    fewer = miniformer(*train_argv(pairs, finished, steps=2), "--resume")
+    assert fewer.returncode == 2 and "already done 4" in one_line(fewer.stderr)
+    assert tree(finished) == before
+    assert not os.path.exists(str(finished) + runs.INCOMPLETE_SUFFIX)
+
+
+def test_a_run_killed_after_its_last_step_finishes_exactly_as_the_uninterrupted_one(finished, pairs, tmp_path):
+    # What a SIGKILL during the final evaluation or save leaves: the staging folder with the last
+    # step's checkpoint, the tokenizer and the run arguments, and no run folder.
+    output_dir = tmp_path / "killed"
+    staging = tmp_path / ("killed" + runs.INCOMPLETE_SUFFIX)
+    shutil.copytree(finished, staging)
+    keep = {"checkpoints", "tokenizer.json", "tokenizer_config.json", runs.RUN_ARGUMENTS}
+    for name in os.listdir(staging):
+        if name not in keep:
+            path = staging / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    result = miniformer(*train_argv(pairs, output_dir), "--resume")
+
+    assert result.returncode == 0, result.stderr
+    assert not staging.exists()
+    assert (output_dir / "model.safetensors").read_bytes() == (finished / "model.safetensors").read_bytes()
+    resumed = json.loads((output_dir / "metrics.json").read_text())
+    uninterrupted = json.loads((finished / "metrics.json").read_text())
+    assert resumed["max_steps"] == uninterrupted["max_steps"] == 4  # not one step more
+    for name in ("eval_exact_match", "eval_cer", "eval_loss", "validation_loss"):
+        assert resumed[name] == uninterrupted[name], name
+
+
+def test_a_live_run_holds_a_lock_and_a_second_run_touches_nothing(pairs, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
+    staging.mkdir()
+    (staging / "tokenizer.json").write_text("{}")
+    lock = runs.RunLock(staging)  # the first run (this process) is writing
+    assert lock.try_acquire()
+    try:
+        before = tree(staging)
+        for flag in ([], ["--resume"], ["--overwrite"]):
+            code, _, err = in_process(capsys, *train_argv(pairs, output_dir), *flag)
+            line = one_line(err)
+            assert code == 1 and f"PID {os.getpid()}" in line and "interrupted" not in line, line
+            assert tree(staging) == before and not output_dir.exists()
+    finally:
+        lock.release()
+
+
+def test_a_failed_start_leaves_nothing_behind_and_names_the_file_line(tmp_path, capsys):
+    long_target = "x" * 1500  # over the 1,024-position table once tokenized
+    data_file = write_pairs(tmp_path / "pairs.jsonl", extra={"source": "a b", "target": long_target})
+    output_dir = tmp_path / "run"
+    code, _, err = in_process(capsys, *train_argv(data_file, output_dir))
+    line = one_line(err)
+    assert code == 1
+    assert f"{data_file} line 3" in line and "1024" in line and not re.search(r"example \d", line), line
+    assert "max_source_length" not in line and "max_target_length" not in line
+    assert sorted(os.listdir(tmp_path)) == ["pairs.jsonl"]
+
+
+def test_an_abandoned_start_does_not_block_the_same_command(pairs, tmp_path, capsys):
+    # A run killed before its first checkpoint (or written by an older version) left this behind.
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
+    staging.mkdir()
+    (staging / "tokenizer.json").write_text("{}")
+    code, _, err = in_process(capsys, *train_argv(pairs, tmp_path / "run", steps=2))
+    assert code == 0, err
+    assert (tmp_path / "run" / "model.safetensors").is_file() and not staging.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 5, 8-10: wrong results reported as success
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_non_finite_run_stops_with_one_error_and_publishes_nothing(pairs, tmp_path):
+    output_dir = tmp_path / "run"
+    result = miniformer(*train_argv(pairs, output_dir), "--learning-rate", "inf")
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert "training stopped at step" in line and "NaN or infinite" in line and "--learning-rate" in line, line
+    assert sorted(os.listdir(tmp_path)) == []  # no run folder from NaN weights, no .incomplete
+
+
+def test_resume_refuses_changed_data(finished, tmp_path, capsys):
+    changed = tmp_path / "pairs.jsonl"
+    with open(changed, "w", encoding="utf-8") as handle:
+        for i in range(120):
+            handle.write(json.dumps({"source": f"q{i % 7} z", "target": f"é{i % 5} ü"}) + "\n")
+    output_dir = tmp_path / "run"
+    shutil.copytree(finished, output_dir)
+    arguments = json.loads((output_dir / runs.RUN_ARGUMENTS).read_text())
+    arguments["train_file"] = str(changed)  # same flags, the file's content changed
+    runs.write_json(output_dir / runs.RUN_ARGUMENTS, arguments)
+    before = tree(output_dir)
+    code, _, err = in_process(capsys, *train_argv(changed, output_dir, steps=6), "--resume")
+    assert code == 1 and "data differ" in one_line(err)
+    assert tree(output_dir) == before
+
+
+def corrupt(path, offset_from_end=200, size=64):
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end : -offset_from_end + size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_weights_are_caught_by_the_checksum_everywhere(run_copy, pairs, tmp_path, capsys):
+    corrupt(run_copy / "model.safetensors")
+    code, out, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
+    assert code == 1 and out == ""
+    line = one_line(err)
+    assert "model.safetensors is corrupted" in line and "SHA-256" in line
+    code, _, err = in_process(capsys, "evaluate", "--model", run_copy, "--data", pairs, "--limit", "4")
+    assert code == 1 and "corrupted" in one_line(err)
+    code, _, err = in_process(capsys, "visualize", "--model", run_copy, "a b c", "--out", tmp_path / "views")
+    assert code == 1 and "corrupted" in one_line(err)
+    code, _, err = in_process(capsys, "push", "--model", run_copy, "--repo-id", "alice/broken", "--token", "x")
+    assert code == 1 and "corrupted" in one_line(err)
+
+
+def test_non_finite_weights_warn_loudly(run_copy, capsys, caplog):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(run_copy / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] * float("nan")
+    save_file(weights, run_copy / "model.safetensors", metadata={"format": "pt"})
+    runs.write_weights_checksum(run_copy)
+    code, _, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
+    assert code == 0
+    shown = caplog.text + err  # the command's log handler writes to stderr
+    assert "NaN or infinite" in shown and "WARNING" in shown and "meaningless" in shown
+
+
+def test_limits_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = in_process(capsys, "train", "--task", "copy", "--num-train", "100000000")
+    line = one_line(err)
+    assert code == 1 and "2,000,000" in line and "--num-train" in line
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(json.dumps({"source": "a", "target": "b"}) + "\n" + json.dumps({"source": "y" * 200_001, "target": "b"}))
+    code, _, err = in_process(capsys, "train", "--train-file", huge)
+    line = one_line(err)
+    assert code == 1 and "line 2" in line and "100,000" in line
+    assert sorted(os.listdir(tmp_path)) == ["huge.jsonl"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 11, 13: one-line errors instead of tracebacks
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header"])
+def test_damaged_safetensors_without_a_checksum_give_one_line(run_copy, damage, capsys):
+    (run_copy / runs.CHECKSUMS).unlink()  # a folder from save_pretrained, say: only the loader can tell
+    path = run_copy / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\xff" * 16 + data[16:])
+    code, _, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
+    line = one_line(err)
+    assert code == 1 and str(path) in line and "corrupted" in line
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_pickle_only_checkpoint_is_refused_unopened(run_copy, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (run_copy / "model.safetensors").unlink()
+    (run_copy / runs.CHECKSUMS).unlink()
+    with open(run_copy / "pytorch_model.bin", "wb") as handle:
+        pickle.dump(_Payload(), handle)
+    code, _, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
+    line = one_line(err)
+    assert code == 1 and "pytorch_model.bin" in line and "pickle" in line
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_disk_full_while_saving_keeps_the_checkpoint_and_resume_finishes(pairs, tmp_path, capsys, monkeypatch):
+    from miniformer_hf import training
+
+    def no_space(self, output_dir):
+        raise OSError(errno.ENOSPC, "No space left on device", str(output_dir))
+
+    output_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(training.TransformerTrainer, "save_model", no_space)
+        code, _, err = in_process(capsys, *train_argv(pairs, output_dir))
+    line = one_line(err)
+    assert code == 1 and "no space left" in line and "checkpoint-4" in line and "--resume" in line
+    assert not output_dir.exists()
+    code, _, err = in_process(capsys, *train_argv(pairs, output_dir), "--resume")
+    assert code == 0, err
+    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 4
+
+
+def test_visualize_on_a_folder_without_config(tmp_path, capsys):
+    code, _, err = in_process(capsys, "visualize", "--model", tmp_path, "a b c", "--out", tmp_path / "views")
+    assert code == 1 and "no config.json" in one_line(err)
+
+
+def test_generate_checks_lengths_and_empty_text_before_generating(finished, capsys):
+    code, out, err = in_process(capsys, "generate", "--model", finished, "--max-new-tokens", "2000", "a b c")
+    line = one_line(err)
+    assert code == 1 and out == "" and "positional table" in line and "1024" in line
+    assert "Shorten the input" not in line
+    code, out, err = in_process(capsys, "generate", "--model", finished, "")
+    assert code == 1 and out == "" and "empty" in one_line(err)
+    views = finished.parent / "views"
+    code, _, err = in_process(capsys, "visualize", "--model", finished, "", "--out", views)
+    assert code == 1 and "empty" in one_line(err)
+    code, _, err = in_process(capsys, "visualize", "--model", finished, "a b", "--out", views, "--max-new-tokens", 2000)
+    assert code == 1 and "positional table" in one_line(err) and not views.exists()
+    code, out, err = in_process(capsys, "generate", "--model", finished, "--max-new-tokens", "1", "a b c d e f")
+    assert code == 0 and len(out.splitlines()) == 1
+    assert "cut at the generation length of 1" in one_line(err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes(pairs, tmp_path):
+    import signal
+    import time
+
+    output_dir = tmp_path / "run"
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
+    argv = train_argv(pairs, output_dir, steps=60)
+    executable = shutil.which("miniformer")
+    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
+    process = subprocess.Popen([*command, *map(str, argv)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while process.poll() is None and time.time() < deadline and not runs.has_checkpoint(staging):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    line = one_line(err)
+    assert "interrupted" in line and "--resume" in line and "checkpoint-" in line
+    assert runs.has_checkpoint(staging) and not output_dir.exists()
+    assert runs.live_run_pid(staging) is None  # the lock went with the process
+
+    resumed = miniformer(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 60
