@@ -146,6 +146,19 @@ def _add_data_arguments(parser: argparse.ArgumentParser, *, training: bool) -> N
             metavar="PERCENT",
             help="percent of --dataset's train split held out for validation when it has no validation split (default 5)",
         )
+        group.add_argument(
+            "--streaming",
+            action="store_true",
+            help="read --dataset's train split as a stream instead of loading it (corpora larger than memory); needs "
+            "--max-steps; without a validation split the first --eval-samples pairs are held out",
+        )
+        group.add_argument(
+            "--tokenizer-sample",
+            type=_positive_int,
+            default=100_000,
+            metavar="N",
+            help="with --streaming: train the tokenizer on the first N pairs of the stream (default 100000)",
+        )
     group.add_argument(
         "--source-column", default="source", help="column (or JSON key) holding the input text (default: source)"
     )
@@ -238,6 +251,22 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "step learns less, so the default run reaches its accuracy later (default: off)",
     )
     group.add_argument(
+        "--tokens-per-batch",
+        type=_positive_int,
+        default=None,
+        metavar="TOKENS",
+        help="batch by token count instead of --batch-size: similar-length pairs together, at most TOKENS padded "
+        "tokens per side (the paper: 25000)",
+    )
+    group.add_argument(
+        "--recipe",
+        choices=sorted(runs.RECIPES),
+        default=None,
+        help="paper: the paper's recipe (§5, §6.1): shared byte-level BPE (--vocab-size 37000), --tokens-per-batch "
+        "25000, --schedule paper, label smoothing 0.1, --average-last 5, beam 4 with length penalty 0.6 and "
+        "outputs up to input + 50; flags you set to other values win. With --size base it is the base model",
+    )
+    group.add_argument(
         "--seed",
         type=int,
         default=DEFAULTS["seed"],
@@ -288,6 +317,22 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--no-visualize", action="store_true", help="skip the attention visualization of a held-out example"
+    )
+    group.add_argument(
+        "--num-beams", type=_positive_int, default=1, help="beam width for evaluation and the saved model (default 1, greedy)"
+    )
+    group.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="beam search length penalty alpha (default 1.0; the paper's 0.6 with --recipe paper)",
+    )
+    group.add_argument(
+        "--max-new-tokens-over-input",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="let outputs run to input length + N tokens (the paper's 50), for evaluation and generate",
     )
     group.add_argument(
         "--average-last",
@@ -565,7 +610,7 @@ def run_evaluate(args) -> int:
 
     torch.set_num_threads(args.threads)
     from .data import load_task, load_text_pairs
-    from .training import check_generation_inputs, compute_text_metrics, generate_texts_with_cuts
+    from .training import bleu_signature, check_generation_inputs, compute_text_metrics, generate_texts_with_cuts
 
     if args.data:
         dataset = load_text_pairs(args.data, args.source_column, args.target_column, validation_fraction=0)["train"]
@@ -589,6 +634,7 @@ def run_evaluate(args) -> int:
         "num_examples": len(dataset),
         "num_cut_by_generation_length": len(cut),
         "seconds": time.perf_counter() - started,
+        "bleu_signature": bleu_signature(),
     }
     print(json.dumps(metrics, indent=2))
     _warn_about_cut_outputs(cut, len(predictions), length, model)

@@ -9,6 +9,8 @@ Built-in tasks (see `BUILTIN_TASKS` and `load_task`):
   "3. März 1998", "3 de marzo de 1998", "1998年3月3日") mapped to ISO ``YYYY-MM-DD``. The
   ``validation`` and ``test`` splits are made of calendar dates that never occur in ``train``
   under any locale or format, so exact match on them measures generalisation, not recall.
+* ``numbers``  integers with thousands separators spelled out in English words: outputs of about
+  100 characters, to check that what learns dates fast also learns long outputs.
 * ``copy`` / ``reverse``  the toy task of "The Annotated Transformer": a sequence of symbols is
   copied (or reversed). A model that works learns it within seconds. Held-out sequences never
   occur in ``train``.
@@ -24,6 +26,7 @@ columns, checked (columns, languages, types, empty splits) before anything is to
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -54,6 +57,8 @@ __all__ = [
     "load_task",
     "load_text_pairs",
     "make_date_dataset",
+    "make_number_dataset",
+    "number_in_words",
     "make_toy_dataset",
 ]
 
@@ -324,6 +329,71 @@ def make_toy_dataset(
 
 
 # ---------------------------------------------------------------------------------------------
+# Numbers spelled out: a task with long outputs
+# ---------------------------------------------------------------------------------------------
+
+_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")  # fmt: skip
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_SCALES = ("", " thousand", " million", " billion")
+
+
+def _below_thousand(number: int) -> str:
+    hundreds, rest = divmod(number, 100)
+    words = [f"{_ONES[hundreds]} hundred"] if hundreds else []
+    if rest >= 20:
+        words.append(_TENS[rest // 10] + (f"-{_ONES[rest % 10]}" if rest % 10 else ""))
+    elif rest:
+        words.append(_ONES[rest])
+    return " ".join(words)
+
+
+def number_in_words(number: int) -> str:
+    """English words for 0 <= number < 10**12: 987654321012 -> "nine hundred eighty-seven billion six
+    hundred fifty-four million three hundred twenty-one thousand twelve"."""
+    if not 0 <= number < 10**12:
+        raise DataError(None, f"number {number}", "an integer in [0, 10**12)")
+    if number == 0:
+        return "zero"
+    groups = []
+    for scale in _SCALES:
+        number, group = divmod(number, 1000)
+        if group:
+            groups.append(_below_thousand(group) + scale)
+    return " ".join(reversed(groups))
+
+
+def make_number_dataset(
+    num_train: int = 50_000, num_validation: int = 1_000, num_test: int = 1_000, seed: int = 0
+) -> DatasetDict:
+    """Integers with thousands separators ("987,654,321,012") spelled out in English words.
+
+    The outputs are long (about 100 characters for 12-digit numbers, which are 90% of the examples;
+    the rest have 1 to 11 digits) and every character of them depends on the input, so a model must
+    carry the whole number through. Held-out numbers never occur in ``train``.
+    """
+    total = num_train + num_validation + num_test
+    rng = random.Random(seed)
+    numbers: list[int] = []
+    seen: set[int] = set()
+    while len(numbers) < total:
+        digits = 12 if rng.random() < 0.9 else rng.randint(1, 11)
+        number = rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits)
+        if number not in seen:
+            seen.add(number)
+            numbers.append(number)
+
+    def split(part: list[int]) -> Dataset:
+        return Dataset.from_dict({"source": [f"{n:,}" for n in part], "target": [number_in_words(n) for n in part]})
+
+    return DatasetDict(
+        train=split(numbers[num_validation + num_test :]),
+        validation=split(numbers[:num_validation]),
+        test=split(numbers[num_validation : num_validation + num_test]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Users' own text pairs
 # ---------------------------------------------------------------------------------------------
 
@@ -500,17 +570,21 @@ def load_text_pairs(
         splits = {"train": _load_split(path_or_paths, source_column, target_column, with_origin)}
 
     if "validation" not in splits and validation_fraction > 0:
-        train = splits["train"]
-        num_validation = max(1, round(len(train) * validation_fraction))
-        if len(train) - num_validation < 1:
-            raise DataError(
-                None,
-                f"only {len(train)} example(s), too few to hold out a validation fraction of {validation_fraction}",
-                "more examples, or a separate validation file (--validation-file)",
-            )
-        parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
-        splits["train"], splits["validation"] = parts["train"], parts["test"]
+        splits["train"], splits["validation"] = _hold_out(
+            splits["train"], validation_fraction, seed, None,
+            f"a validation fraction of {validation_fraction}",
+            "more examples, or a separate validation file (--validation-file)",
+        )  # fmt: skip
     return DatasetDict(splits)
+
+
+def _hold_out(train: Dataset, fraction: float, seed: int, where: str | None, what: str, expected: str):
+    """``(train, validation)``: ``fraction`` of ``train``, shuffled with ``seed``, held out (at least one)."""
+    num_validation = max(1, round(len(train) * fraction))
+    if len(train) - num_validation < 1:
+        raise DataError(where, f"only {len(train)} example(s), too few to hold out {what}", expected)
+    parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,6 +734,21 @@ def _as_pairs(dataset, source: str, target: str):
     return dataset.filter(_non_empty_text, batched=True)
 
 
+@contextlib.contextmanager
+def _no_cache_files():
+    """`datasets` writes the results of filter/split next to a dataset's own files (into a user's
+    save_to_disk folder, say); with caching off they go to a temporary folder instead."""
+    import datasets
+
+    enabled = datasets.is_caching_enabled()
+    datasets.disable_caching()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_caching()
+
+
 def _is_empty(dataset) -> bool:
     if isinstance(dataset, Dataset):
         return len(dataset) == 0
@@ -702,6 +791,17 @@ def load_dataset_pairs(
             None, f"validation split percentage {validation_split_percentage}", "a percentage in [0, 100), e.g. 5"
         )
     splits = _open_dataset(name, config, revision, streaming)
+    with _no_cache_files():
+        return _pairs_from_splits(
+            name, splits, source_lang, target_lang, source_column, target_column, validation_split_percentage,
+            streaming, validation_examples, seed,
+        )  # fmt: skip
+
+
+def _pairs_from_splits(
+    name, splits, source_lang, target_lang, source_column, target_column, validation_split_percentage, streaming,
+    validation_examples, seed,
+):  # fmt: skip
     if "train" not in splits:
         raise DataError(name, f"no 'train' split (splits: {sorted(splits)})", "a dataset with a 'train' split")
     pairs = {}
@@ -717,15 +817,10 @@ def load_dataset_pairs(
             pairs["validation"] = train.take(validation_examples)
             pairs["train"] = train.skip(validation_examples)
         else:
-            num_validation = max(1, round(len(train) * validation_split_percentage / 100))
-            if len(train) - num_validation < 1:
-                raise DataError(
-                    name,
-                    f"only {len(train)} usable training pair(s), too few to hold out {validation_split_percentage}% for validation",
-                    "more examples, a 'validation' split, or --validation-split-percentage 0",
-                )
-            parts = train.train_test_split(test_size=num_validation, seed=seed, shuffle=True)
-            pairs["train"], pairs["validation"] = parts["train"], parts["test"]
+            pairs["train"], pairs["validation"] = _hold_out(
+                train, validation_split_percentage / 100, seed, name, f"{validation_split_percentage}% for validation",
+                "more examples, a 'validation' split, or --validation-split-percentage 0",
+            )  # fmt: skip
     for split, dataset in pairs.items():
         if _is_empty(dataset):
             raise DataError(
@@ -755,6 +850,8 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
     "dates": BuiltinTask("dates", "dates in words in a dozen locales -> ISO YYYY-MM-DD", make_date_dataset),
     "copy": BuiltinTask("copy", "copy a sequence of symbols", partial(make_toy_dataset, task="copy")),
     "reverse": BuiltinTask("reverse", "reverse a sequence of symbols", partial(make_toy_dataset, task="reverse")),
+    "numbers": BuiltinTask("numbers", "numbers (987,654,321,012) -> English words, ~100-character outputs",
+                           make_number_dataset),  # fmt: skip
 }
 
 

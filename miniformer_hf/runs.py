@@ -65,7 +65,7 @@ SCHEDULES = ("paper", "inverse_sqrt", "linear", "cosine", "constant", "constant_
 
 # Built-in task and tokenizer names, repeated here so that the command line's help needs no import of
 # `data`/`tokenization` (tests check they agree with `data.BUILTIN_TASKS` and `TOKENIZER_KINDS`).
-TASK_NAMES = ("copy", "dates", "reverse")
+TASK_NAMES = ("copy", "dates", "numbers", "reverse")
 TOKENIZER_KINDS = ("char", "bpe")
 
 # Tuned so that the default run (seed model, date task) finishes within 10 minutes on 2 CPU cores.
@@ -86,6 +86,22 @@ DEFAULTS: dict[str, Any] = dict(
     group_by_length=False,
 )
 
+# --recipe paper: what §5 and §6.1 of the paper describe, each value also a flag of its own. The schedule
+# "paper" brings Adam beta2 0.98, eps 1e-9 and 4,000 warmup steps; with --size base it is the base model.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        tokenizer="bpe",  # one byte-level BPE vocabulary shared by source and target (§5.1)
+        vocab_size=37000,
+        tokens_per_batch=25000,  # about 25,000 source and 25,000 target tokens per batch (§5.1)
+        schedule="paper",  # §5.3
+        label_smoothing=0.1,  # §5.4
+        average_last=5,  # §6.1: the average of the last 5 checkpoints
+        num_beams=4,  # §6.1: beam size 4, length penalty 0.6, output at most input length + 50
+        length_penalty=0.6,
+        max_new_tokens_over_input=50,
+    ),
+}
+
 INCOMPLETE_SUFFIX = ".incomplete"
 CHECKPOINTS = "checkpoints"
 RUN_ARGUMENTS = "run_arguments.json"
@@ -95,8 +111,9 @@ WEIGHTS_FILE = "model.safetensors"
 # Options that must match when resuming (they decide the model, the data or the tokenizer).
 RESUME_MUST_MATCH = (
     "task", "train_file", "validation_file", "test_file", "dataset", "dataset_config", "dataset_revision",
-    "source_lang", "target_lang", "validation_split_percentage", "source_column", "target_column", "tokenizer",
-    "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed",
+    "source_lang", "target_lang", "validation_split_percentage", "streaming", "tokenizer_sample", "source_column", "target_column", "tokenizer",
+    "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed", "recipe",
+    "tokens_per_batch",
 )  # fmt: skip
 
 
@@ -128,6 +145,8 @@ class TrainingRunOptions:
     source_lang: str | None = None
     target_lang: str | None = None
     validation_split_percentage: float = 5.0
+    streaming: bool = False
+    tokenizer_sample: int = 100_000
     source_column: str = "source"
     target_column: str = "target"
     tokenizer: str = "char"
@@ -156,6 +175,11 @@ class TrainingRunOptions:
     eval_at_seconds: list[float] | None = None
     no_visualize: bool = False
     average_last: int = 1
+    tokens_per_batch: int | None = None
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    max_new_tokens_over_input: int | None = None
+    recipe: str | None = None
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
@@ -168,6 +192,17 @@ class TrainingRunOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def with_recipe(self) -> TrainingRunOptions:
+        """The options with ``recipe``'s values in place of every option still at its default (an option
+        set to anything else wins over the recipe)."""
+        if self.recipe is None:
+            return self
+        if self.recipe not in RECIPES:
+            raise RunError(f"--recipe {self.recipe!r} is unknown; expected one of {sorted(RECIPES)}.", 2)
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        changes = {name: value for name, value in RECIPES[self.recipe].items() if getattr(self, name) == defaults[name]}
+        return dataclasses.replace(self, **changes)
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

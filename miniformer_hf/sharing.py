@@ -97,6 +97,8 @@ TRAINING_FACTS = {
     "train_loss": "Final training loss",
     "train_runtime": "Training time",
     "seed": "Seed",
+    "averaged_checkpoints": "Averaged checkpoints (§6.1)",
+    "bleu_signature": "BLEU signature (sacreBLEU, detokenized output)",
 }
 EXAMPLE_INPUTS = {"dates": "3 March 1998"}
 REPO_ID_PLACEHOLDER = "<namespace>/<repo-name>"  # in cards rendered before the repo id is known; filled in at push
@@ -317,8 +319,12 @@ def render_model_card(
             value = metrics[key]
             if key == "train_runtime" and isinstance(value, (int, float)):
                 value = f"{value:.1f} s"
-            training_rows.append((label, f"`{value}`" if key in ("task", "dataset", "command") else
-                                  _format_number(value)))
+            if isinstance(value, list):
+                value = ", ".join(map(str, value))
+            if key == "bleu_signature":
+                value = str(value).replace("|", "\\|")  # a table cell: GitHub's Markdown reads \| as a literal bar
+            training_rows.append((label, f"`{value}`" if key in ("task", "dataset", "command", "bleu_signature")
+                                  else _format_number(value)))
     if training_rows and "dropout" in config:
         training_rows.append(("Dropout `P_drop`", _format_number(config["dropout"])))
     summary = (

@@ -38,13 +38,14 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sacrebleu
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import (
     DataCollatorForSeq2Seq,
     GenerationConfig,
@@ -248,7 +249,7 @@ def generate_texts_with_cuts(
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt").to(device)
             batch.pop("token_type_ids", None)
-            generated = model.generate(**batch, **generate_kwargs)
+            generated = model.generate(**batch, **_length_over_input(model, batch["input_ids"], generate_kwargs))
             outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
             for offset, row in enumerate(generated.tolist()):
                 if not eos_ids.intersection(row[1:]):  # row[0] is the decoder start token
@@ -256,6 +257,27 @@ def generate_texts_with_cuts(
     finally:
         model.train(was_training)
     return outputs, cut
+
+
+def _length_over_input(model, input_ids: torch.Tensor, generate_kwargs: dict) -> dict:
+    """``generate_kwargs`` with ``max_new_tokens`` = input length + N when the generation config asks for it.
+
+    §6.1: "We set the maximum output length during inference to input length + 50". A generation
+    config holding ``max_new_tokens_over_input`` (N) gets that limit per batch (the longest input in
+    it); an explicit ``max_new_tokens`` wins. Other tools read the config's plain ``max_new_tokens``.
+    """
+    over_input = getattr(model.generation_config, "max_new_tokens_over_input", None)
+    if over_input is None or "max_new_tokens" in generate_kwargs:
+        return generate_kwargs
+    return {**generate_kwargs, "max_new_tokens": int(input_ids.shape[1]) + int(over_input)}
+
+
+def bleu_signature() -> str:
+    """sacreBLEU's signature of the BLEU that `compute_text_metrics` reports (one reference, its defaults:
+    13a tokenization of the detokenized text, mixed case, exponential smoothing), for reporting with scores."""
+    bleu = sacrebleu.BLEU()
+    bleu.corpus_score(["a"], [["a"]])  # the signature names the number of references, known after scoring
+    return str(bleu.get_signature())
 
 
 def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
@@ -460,6 +482,9 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
         # Seq2SeqTrainer fills library defaults (max_length=20 ...) into the model's generation config,
         # which then clashes with its max_new_tokens on every later generate(); keep the config as set.
         generation_config = copy.deepcopy(self.model.generation_config)
+        inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
+        if inputs is not None and "input_ids" in inputs:
+            kwargs = _length_over_input(self.model, inputs["input_ids"], kwargs)
         try:
             return super().prediction_step(*args, **kwargs)
         finally:
@@ -655,6 +680,9 @@ class TransformerTrainer:
         quiet: no progress bars and no metric lines on the console (``log_history`` still has them).
         tokens_per_batch: batch by token count instead of ``batch_size`` (§5.1): examples of similar
             length together, at most this many padded tokens per side per batch (the paper: about 25,000).
+        num_beams, length_penalty, max_new_tokens_over_input: decoding for evaluation and the saved
+            generation config; default greedy. §6.1 uses beam 4, length penalty 0.6 and at most input
+            length + 50 output tokens (``max_new_tokens_over_input=50``).
         **training_arguments: any other `Seq2SeqTrainingArguments` field (``weight_decay``,
             ``eval_strategy``, ``save_steps``, ``seed``, ``report_to`` ...), passed through unchanged.
 
@@ -676,11 +704,17 @@ class TransformerTrainer:
         callbacks: Sequence[TrainerCallback] | None = None,
         quiet: bool = False,
         tokens_per_batch: int | None = None,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        max_new_tokens_over_input: int | None = None,
         **training_arguments,
     ):
         if tokens_per_batch is not None and tokens_per_batch <= 0:
             raise ValueError(f"tokens_per_batch={tokens_per_batch} is invalid; expected a positive number of tokens.")
         self.tokens_per_batch = tokens_per_batch
+        self.num_beams = num_beams
+        self.length_penalty = length_penalty
+        self.max_new_tokens_over_input = max_new_tokens_over_input
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size} is invalid; expected a positive integer.")
         if not 0.0 <= label_smoothing < 1.0:
@@ -748,6 +782,8 @@ class TransformerTrainer:
     def prepare_dataset(self, dataset: Dataset, keep_targets: bool = False) -> Dataset:
         """A tokenized dataset as is; raw ``source``/``target`` text tokenized with the tokenizer
         (with ``keep_targets``, the raw ``target`` column is kept beside the tokens, for metrics)."""
+        if isinstance(dataset, IterableDataset):
+            return self._prepare_stream(dataset)
         if not isinstance(dataset, Dataset):
             raise TypeError(
                 f"expected a datasets.Dataset, got {type(dataset).__name__}; pass one split "
@@ -773,12 +809,30 @@ class TransformerTrainer:
             "or 'source' and 'target' (raw text, with a tokenizer)."
         )
 
+    def _prepare_stream(self, stream: IterableDataset) -> IterableDataset:
+        """A stream of raw pairs tokenized as it is read; pairs longer than the model's positional table
+        (``max_position_embeddings``) are skipped, since one cannot be refused before training starts."""
+        if self.tokenizer is None:
+            raise ValueError("a stream of raw pairs needs a tokenizer; expected TransformerTrainer(model, tokenizer=...).")
+        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        tokenized = stream.map(partial(_encode_pairs, tokenizer=self.tokenizer), batched=True,
+                               remove_columns=["source", "target"])  # fmt: skip
+        return tokenized.filter(partial(_fits, limit=limit)) if limit else tokenized
+
     def _generation_config(self, train_dataset: Dataset | None) -> None:
-        """Greedy decoding with room for the longest training target (or ``max_new_tokens``)."""
+        """Greedy decoding (or the beam search asked for) with room for the longest training target (or
+        ``max_new_tokens``; with ``max_new_tokens_over_input`` N, the longest training source + N, the cap
+        for tools that do not know the per-batch limit)."""
         max_new_tokens = self.max_new_tokens
+        if not isinstance(train_dataset, Dataset):
+            train_dataset = None  # a stream: its longest target is unknown (pass max_new_tokens)
         if max_new_tokens is None and train_dataset is not None and "labels" in train_dataset.column_names:
-            longest = max((len(labels) for labels in train_dataset["labels"]), default=0)
-            max_new_tokens = max(longest + max(longest // 4, 2), 4)
+            if self.max_new_tokens_over_input is not None:
+                longest = max((len(ids) for ids in train_dataset["input_ids"]), default=0)
+                max_new_tokens = longest + self.max_new_tokens_over_input
+            else:
+                longest = max((len(labels) for labels in train_dataset["labels"]), default=0)
+                max_new_tokens = max(longest + max(longest // 4, 2), 4)
         current = getattr(self.model, "generation_config", None)
         if current is None:
             return
@@ -796,7 +850,9 @@ class TransformerTrainer:
         self.model.generation_config = GenerationConfig(
             max_length=max_new_tokens + 1,
             do_sample=False,
-            num_beams=1,
+            num_beams=self.num_beams,
+            **({"length_penalty": self.length_penalty} if self.num_beams > 1 else {}),
+            **({"max_new_tokens_over_input": self.max_new_tokens_over_input} if self.max_new_tokens_over_input else {}),
             pad_token_id=config.pad_token_id,
             bos_token_id=config.bos_token_id,
             eos_token_id=config.eos_token_id,
@@ -914,6 +970,16 @@ class TransformerTrainer:
             self.tokenizer.save_pretrained(output_dir)
 
 
+def _encode_pairs(batch: dict[str, list], tokenizer) -> dict[str, list]:
+    sources = tokenizer(batch["source"], truncation=False, return_token_type_ids=False)
+    targets = tokenizer(batch["target"], truncation=False, return_token_type_ids=False, return_attention_mask=False)
+    return {"input_ids": sources["input_ids"], "attention_mask": sources["attention_mask"], "labels": targets["input_ids"]}
+
+
+def _fits(example: dict, limit: int) -> bool:
+    return len(example["input_ids"]) <= limit and len(example["labels"]) <= limit
+
+
 def _launched_on_cpu_only() -> bool:
     """Several processes were launched (WORLD_SIZE > 1) and there is no GPU or other accelerator."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
@@ -975,7 +1041,7 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     anything the user can fix, `DataError` for bad data, and `NonFiniteTrainingError` (a `RunError`)
     when the loss, the gradients or the weights stop being finite.
     """
-    options = dataclasses.replace(options or TrainingRunOptions(), **overrides)
+    options = dataclasses.replace(options or TrainingRunOptions(), **overrides).with_recipe()
     started = time.perf_counter()
     _check_options(options)
     torch.set_num_threads(options.threads)  # as the command does: this process's PyTorch threads
@@ -989,12 +1055,13 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
         runs.check_resume_options(options, resume_from)
 
     data = load_training_data(options)  # DataError (bad file) surfaces here, before anything is written
+    fingerprinted = ("validation", "test") if options.streaming else ("train", "validation", "test")
     fingerprint = runs.data_fingerprint(
-        (name, data[name]["source"], data[name]["target"]) for name in ("train", "validation", "test")
-    )
+        (name, data[name]["source"], data[name]["target"]) for name in fingerprinted
+    )  # a stream is too long to read twice: its validation/test pairs and the options stand for it
     if options.resume:
         _check_resume_data(resume_from, fingerprint)
-    planned_steps = _planned_steps(options, len(data["train"]))
+    planned_steps = _planned_steps(options, None if options.streaming else len(data["train"]))
     done_steps = _checkpoint_step(resume_from / CHECKPOINTS) if options.resume else None
     if done_steps is not None and done_steps > planned_steps:
         raise RunError(
@@ -1069,6 +1136,21 @@ def _check_options(options: TrainingRunOptions) -> None:
             "percentage such as 5.",
             2,
         )
+    if options.streaming:
+        if not options.dataset:
+            raise RunError("--streaming reads a --dataset as a stream; expected --dataset NAME too.", 2)
+        if options.max_steps is None or options.epochs is not None:
+            raise RunError(
+                "--streaming needs --max-steps (a stream has no known length, so --epochs cannot be counted); "
+                "expected --max-steps N.",
+                2,
+            )
+        if options.tokens_per_batch:
+            raise RunError(
+                "--tokens-per-batch sorts the whole training set by length, which a stream cannot; expected "
+                "--batch-size with --streaming.",
+                2,
+            )
     if options.average_last < 1:
         raise RunError(f"--average-last {options.average_last}; expected a positive number of checkpoints.", 2)
     if options.schedule == "paper" and options.learning_rate is not None:
@@ -1121,18 +1203,10 @@ def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     """The splits to train on (train, validation, test); `DataError` on bad files or requests."""
     from .data import load_dataset_pairs, load_task, load_text_pairs
 
+    if options.dataset and options.streaming:
+        return _load_streamed_dataset(options)
     if options.dataset:
-        data = load_dataset_pairs(
-            options.dataset,
-            options.dataset_config,
-            revision=options.dataset_revision,
-            source_lang=options.source_lang,
-            target_lang=options.target_lang,
-            source_column=options.source_column,
-            target_column=options.target_column,
-            validation_split_percentage=options.validation_split_percentage,
-            seed=options.seed,
-        )
+        data = load_dataset_pairs(**_dataset_request(options), validation_split_percentage=options.validation_split_percentage)
         if "validation" not in data:
             raise RunError(
                 f"--dataset {options.dataset} has no 'validation' split and --validation-split-percentage is 0; "
@@ -1156,6 +1230,42 @@ def load_training_data(options: TrainingRunOptions) -> DatasetDict:
     if "test" not in data:
         data["test"] = data["validation"]
     return data
+
+
+def _dataset_request(options: TrainingRunOptions) -> dict[str, Any]:
+    """The `load_dataset_pairs` arguments that ``--dataset`` and its companion flags give."""
+    return dict(
+        name=options.dataset,
+        config=options.dataset_config,
+        revision=options.dataset_revision,
+        source_lang=options.source_lang,
+        target_lang=options.target_lang,
+        source_column=options.source_column,
+        target_column=options.target_column,
+        seed=options.seed,
+    )
+
+
+def _load_streamed_dataset(options: TrainingRunOptions) -> dict:
+    """``train`` as a stream; ``validation`` and ``test`` (at most ``eval_samples`` pairs each) in memory."""
+    from .data import load_dataset_pairs
+
+    streams = load_dataset_pairs(**_dataset_request(options), streaming=True, validation_examples=options.eval_samples)
+    data = {"train": streams["train"]}
+    for split in ("validation", "test"):
+        if split in streams:
+            data[split] = Dataset.from_list(list(streams[split].take(options.eval_samples)))
+    data.setdefault("test", data["validation"])
+    return data
+
+
+def _tokenizer_texts(train, options: TrainingRunOptions) -> list[str]:
+    """The texts the tokenizer learns from: all of an in-memory training set, the first
+    ``tokenizer_sample`` pairs of a stream."""
+    if not options.streaming:
+        return list(train["source"]) + list(train["target"])
+    pairs = list(train.take(options.tokenizer_sample))
+    return [pair["source"] for pair in pairs] + [pair["target"] for pair in pairs]
 
 
 def _check_resume_data(folder: Path, fingerprint: str) -> None:
@@ -1241,7 +1351,7 @@ def _train_in_staging(
 
     resuming = options.resume and last_complete_checkpoint(staging / CHECKPOINTS) is not None
     if is_main and not (resuming and (staging / "tokenizer.json").is_file()):
-        texts = list(data["train"]["source"]) + list(data["train"]["target"])
+        texts = _tokenizer_texts(data["train"], options)
         kind_kwargs = {"vocab_size": options.vocab_size} if options.tokenizer == "bpe" else {}
         try:
             tokenizer = train_tokenizer(texts, kind=options.tokenizer, **kind_kwargs)
@@ -1314,6 +1424,10 @@ def _train_in_staging(
         per_device_eval_batch_size=max(options.batch_size, 256),
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if options.group_by_length else "random",
+        tokens_per_batch=options.tokens_per_batch,
+        num_beams=options.num_beams,
+        length_penalty=options.length_penalty,
+        max_new_tokens_over_input=options.max_new_tokens_over_input,
         **length,
     )
     if finished_checkpoint is None:
@@ -1351,7 +1465,7 @@ def _train_in_staging(
         "per_device_train_batch_size": arguments.per_device_train_batch_size,
         "label_smoothing": arguments.label_smoothing_factor,
         "seed": options.seed,
-        "train_samples": len(data["train"]),
+        "train_samples": None if options.streaming else len(data["train"]),
         "num_evaluated": {"validation": len(evaluation), "test": len(test)},
         "num_parameters": model.num_parameters(),
         "model": sizes,
@@ -1363,11 +1477,26 @@ def _train_in_staging(
         metrics["by_training_time"] = clock.results
     if averaged_from:
         metrics["averaged_checkpoints"] = averaged_from
+    metrics["bleu_signature"] = bleu_signature()  # BLEU is sacreBLEU's, on detokenized (decoded) text
+    metrics["decoding"] = {"num_beams": options.num_beams, "length_penalty": options.length_penalty,
+                           "max_new_tokens_over_input": options.max_new_tokens_over_input}  # fmt: skip
+    if options.tokens_per_batch:
+        metrics["tokens_per_batch"] = options.tokens_per_batch
+    if options.recipe:
+        metrics["recipe"] = options.recipe
     if options.dataset:
-        metrics["dataset"] = {
-            "name": options.dataset, "config": options.dataset_config, "revision": options.dataset_revision,
-            "source": options.source_lang or options.source_column, "target": options.target_lang or options.target_column,
-        }  # fmt: skip
+        # The model card lists a Hub id among the card's datasets; a local folder is named, not linked.
+        local = os.path.isdir(options.dataset)
+        metrics["dataset"] = f"{Path(options.dataset).name} (local folder)" if local else options.dataset
+        metrics["dataset_config"] = options.dataset_config
+        metrics["dataset_revision"] = options.dataset_revision
+        metrics["dataset_languages"] = [options.source_lang or options.source_column,
+                                        options.target_lang or options.target_column]  # fmt: skip
+    if _unsharded_class(model) is not None:
+        # FSDP: each process holds a shard. Gather the full weights (every process takes part) into a plain
+        # model on the main process, which saves, checks and visualizes it like any other.
+        model = _gathered_model(trainer)
+        trainer.model = model
     if not is_main:
         return TrainingRunResult(output_dir, metrics)
 
@@ -1387,6 +1516,22 @@ def _train_in_staging(
     return TrainingRunResult(output_dir, metrics)
 
 
+def _gathered_model(trainer: TransformerTrainer):
+    """The full model of an FSDP run as a plain (unsharded) model on the main process; None elsewhere.
+
+    Every process must call this: the weights are gathered from all of them."""
+    hf_trainer = trainer.hf_trainer
+    sharded = hf_trainer.model
+    state_dict = hf_trainer.accelerator.get_state_dict(sharded)  # full on the main process, empty elsewhere
+    if not hf_trainer.args.should_save:
+        return None
+    plain = _unsharded_class(sharded)(sharded.config)
+    plain.load_state_dict(state_dict, strict=False)  # lm_head.weight follows the tied embedding
+    plain.tie_weights()
+    plain.generation_config = copy.deepcopy(sharded.generation_config)
+    return plain.eval()
+
+
 def _average_last_checkpoints(trainer: TransformerTrainer, checkpoints: Path, last: int, distributed) -> list[str]:
     """Replace the trained weights by the mean of the last ``last`` checkpoints (§6.1); their names.
 
@@ -1404,7 +1549,11 @@ def _average_last_checkpoints(trainer: TransformerTrainer, checkpoints: Path, la
         )
     if distributed is not None:
         distributed.wait_for_everyone()  # the main process has finished writing the last checkpoint
-    paths = checkpoint_paths(checkpoints, min(last, len(_checkpoint_folders(checkpoints))))
+    available = len(_checkpoint_folders(checkpoints))
+    if available == 0:
+        logger.warning("--average-last %d: no checkpoint was written; the final weights are kept.", last)
+        return []
+    paths = checkpoint_paths(checkpoints, min(last, available))
     if len(paths) < last:
         logger.warning("--average-last %d: only %d checkpoint(s) were written; averaging those.", last, len(paths))
     averaged = average_checkpoints(paths)
@@ -1424,6 +1573,8 @@ def _check_sequence_lengths(data: DatasetDict, tokenizer, limit: int) -> None:
     """Every source and target fits the positional table; the error names the file line."""
     for split in ("train", "validation", "test"):
         dataset = data[split]
+        if not isinstance(dataset, Dataset):
+            continue  # a stream: over-long pairs are skipped as they are read (TransformerTrainer.prepare_dataset)
         origins = dataset["origin"] if "origin" in dataset.column_names else None
         for column in ("source", "target"):
             for index, length in enumerate(token_lengths(tokenizer, dataset[column])):

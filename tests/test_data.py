@@ -215,7 +215,7 @@ def test_toy_dataset_rejects_impossible_requests(kwargs, fragment):
 
 
 def test_builtin_tasks_are_registered_and_load():
-    assert set(BUILTIN_TASKS) == {"dates", "copy", "reverse"}
+    assert set(BUILTIN_TASKS) == {"dates", "copy", "reverse", "numbers"}
     assert all(task.tokenizer == "char" for task in BUILTIN_TASKS.values())
     dataset = load_task("reverse", num_train=20, num_validation=4, num_test=4)
     assert dataset["train"][0]["target"] == " ".join(reversed(dataset["train"][0]["source"].split(" ")))
@@ -223,7 +223,7 @@ def test_builtin_tasks_are_registered_and_load():
 
 
 def test_unknown_task_names_the_known_ones():
-    with pytest.raises(DataError, match=r"unknown task 'translate'.*\['copy', 'dates', 'reverse'\]"):
+    with pytest.raises(DataError, match=r"unknown task 'translate'.*\['copy', 'dates', 'numbers', 'reverse'\]"):
         load_task("translate")
 
 
@@ -428,6 +428,7 @@ def test_save_to_disk_folder_with_plain_columns_and_a_validation_percentage(tmp_
 
     rows = {"question": [f"q{i}" for i in range(40)] + [""], "answer": [f"a{i}" for i in range(40)] + ["dropped"]}
     DatasetDict(train=Dataset.from_dict(rows)).save_to_disk(tmp_path / "saved")
+    saved_files = sorted(path.relative_to(tmp_path) for path in (tmp_path / "saved").rglob("*"))
     pairs = load_dataset_pairs(
         str(tmp_path / "saved"), source_column="question", target_column="answer", validation_split_percentage=25
     )
@@ -439,6 +440,7 @@ def test_save_to_disk_folder_with_plain_columns_and_a_validation_percentage(tmp_
         str(tmp_path / "saved"), source_column="question", target_column="answer", validation_split_percentage=25
     )
     assert list(again["validation"]["source"]) == list(pairs["validation"]["source"])  # seeded
+    assert sorted(path.relative_to(tmp_path) for path in (tmp_path / "saved").rglob("*")) == saved_files  # untouched
 
 
 def test_streaming_reads_pairs_and_holds_out_the_first_examples(tmp_path):
@@ -474,6 +476,40 @@ def test_empty_split_and_unknown_dataset_are_data_errors(tmp_path):
         load_dataset_pairs(str(tmp_path / "pairs"), source_lang="en", target_lang="fr")
     with pytest.raises(DataError, match="(not found|cannot be reached)"):
         load_dataset_pairs(str(tmp_path / "no-such-folder"), source_lang="en", target_lang="fr")
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers spelled out (long outputs)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_number_in_words_follows_english():
+    from miniformer_hf.data import number_in_words
+
+    assert number_in_words(0) == "zero"
+    assert number_in_words(15) == "fifteen"
+    assert number_in_words(40) == "forty"
+    assert number_in_words(101) == "one hundred one"
+    assert number_in_words(1_000_000) == "one million"
+    assert number_in_words(2_000_019) == "two million nineteen"
+    assert number_in_words(987_654_321_012) == (
+        "nine hundred eighty-seven billion six hundred fifty-four million three hundred twenty-one thousand twelve"
+    )
+    with pytest.raises(DataError):
+        number_in_words(10**12)
+
+
+def test_number_task_has_long_outputs_and_unseen_held_out_numbers():
+    from miniformer_hf.data import make_number_dataset
+
+    data = make_number_dataset(num_train=2000, num_validation=200, num_test=200, seed=1)
+    assert {name: len(split) for name, split in data.items()} == {"train": 2000, "validation": 200, "test": 200}
+    lengths = sorted(len(target) for target in data["test"]["target"])
+    assert lengths[len(lengths) // 2] >= 80  # the median output is 80+ characters
+    train = set(data["train"]["source"])
+    assert not train & set(data["validation"]["source"]) and not train & set(data["test"]["source"])
+    assert data["test"][0]["source"].replace(",", "").isdigit()
+    assert load_task("numbers", num_train=10, num_validation=2, num_test=2)["train"].num_rows == 10
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,3 +208,34 @@ def test_accelerate_launch_fsdp2_on_cpu_shards_trains_and_saves_the_full_model(t
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint-3", "checkpoint-6"]
     at_six = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "checkpoints" / "checkpoint-6")
     assert all(torch.equal(at_six.state_dict()[name], tensor) for name, tensor in held[0].items())
+
+
+@pytest.mark.slow
+def test_miniformer_train_under_accelerate_launch_with_fsdp2(tmp_path):
+    """The whole `miniformer train` command under the FSDP2 config: trains sharded, evaluates, and the main
+    process writes a normal run folder from the gathered weights."""
+    accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
+    config_file = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "accelerate_fsdp2_cpu.yaml")
+    output_dir = tmp_path / "run"
+    command = [
+        accelerate, "launch", "--config_file", config_file, "--main_process_port", _free_port(),
+        "-m", "miniformer_hf.cli", "train", "--task", "copy", "--size", "tiny", "--num-train", "2000",
+        "--max-steps", "20", "--eval-steps", "10", "--eval-samples", "50", "--output-dir", str(output_dir), "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["max_steps"] == 20
+    files = set(os.listdir(output_dir))
+    assert {"model.safetensors", "modeling_miniformer.py", "tokenizer.json", "README.md"} <= files, files
+    assert not any(name.startswith("_fsdp") for name in files), files
+    assert not (tmp_path / "run.incomplete").exists()
+
+    import torch
+
+    from miniformer_hf import MiniformerForConditionalGeneration
+
+    model = MiniformerForConditionalGeneration.from_pretrained(output_dir)
+    last = MiniformerForConditionalGeneration.from_pretrained(output_dir / "checkpoints" / "checkpoint-20")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), last.state_dict().values()))

@@ -72,8 +72,8 @@ def test_train_on_a_hub_dataset_in_the_translation_layout(hub, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train_samples"] == 48  # the first revision's train split, not the newer one (56)
     assert metrics["num_evaluated"] == {"validation": 4, "test": 4}
-    assert metrics["dataset"] == {"name": REPO, "config": None, "revision": hub.first_commit, "source": "en",
-                                  "target": "fr"}  # fmt: skip
+    assert (metrics["dataset"], metrics["dataset_revision"], metrics["dataset_languages"]) == (
+        REPO, hub.first_commit, ["en", "fr"])  # fmt: skip
     assert (run / "model.safetensors").is_file() and (run / "tokenizer.json").is_file()
     tokenizer = json.loads((run / "tokenizer.json").read_text())
     vocabulary = "".join(tokenizer["model"]["vocab"])
@@ -127,3 +127,37 @@ def test_bad_dataset_input_fails_before_training_and_writes_nothing(hub, tmp_pat
         assert re.search(message, errors[0]) and "expected" in errors[0], (name, errors[0])
         assert "Traceback" not in stderr, (name, stderr)
     assert not (tmp_path / "runs").exists()  # no run folder, no .incomplete folder, for any of them
+
+
+def test_streaming_trains_from_a_stream_and_resumes(tmp_path, capsys, monkeypatch):
+    """--streaming: the tokenizer learns from the first --tokenizer-sample pairs only, training reads the
+    stream, --max-steps is required, and --resume continues to the same weights as an uninterrupted run."""
+    from miniformer_hf import cli
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "pairs" / "data"
+    folder.mkdir(parents=True)
+    late = [{"translation": {"en": f"zebra {WORDS[i % 8]}", "fr": f"zèbre {FRENCH[i % 8]}"}} for i in range(34)]
+    (folder / "train-00000-of-00001.parquet").write_bytes(parquet(translation_rows(30) + late))
+
+    def train(output: str, *extra: str) -> int:
+        return cli.main(["train", "--dataset", str(tmp_path / "pairs"), "--source-lang", "en", "--target-lang", "fr",
+                         "--streaming", "--tokenizer-sample", "16", "--size", "tiny", "--batch-size", "8",
+                         "--eval-steps", "4", "--eval-samples", "6", "--no-visualize", "-q", "--output-dir",
+                         str(tmp_path / output), *extra])  # fmt: skip
+
+    assert train("no-steps") == 2  # a stream has no length: --max-steps is required
+    assert "--streaming needs --max-steps" in capsys.readouterr().err and not (tmp_path / "no-steps").exists()
+
+    assert train("resumed", "--max-steps", "4") == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["max_steps"] == 4 and metrics["train_samples"] is None
+    assert metrics["num_evaluated"] == {"validation": 6, "test": 6}  # the first 6 pairs, held out of the stream
+    vocabulary = set(json.loads((tmp_path / "resumed" / "tokenizer.json").read_text())["model"]["vocab"])
+    assert {"o", "n", "e", "u"} <= vocabulary and "z" not in vocabulary  # pairs 6-21 only, none of the zebras
+
+    assert train("resumed", "--max-steps", "8", "--resume") == 0, capsys.readouterr().err
+    assert train("straight", "--max-steps", "8") == 0, capsys.readouterr().err
+    resumed, straight = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("resumed", "straight"))
+    assert resumed["max_steps"] == straight["max_steps"] == 8
+    assert (tmp_path / "resumed" / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
