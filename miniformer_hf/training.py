@@ -524,13 +524,19 @@ class NonFiniteTrainingError(RunError):
         super().__init__(f"training stopped at step {step}: {problem}")
 
 
+def _local_shard(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
 def _non_finite_tensors(named_tensors) -> list[str]:
     """Names of the tensors holding a NaN or infinity (one summed check first: the common case is none)."""
     named_tensors = [(name, tensor) for name, tensor in named_tensors if tensor is not None]
     if not named_tensors:
         return []
     with torch.no_grad():
-        tensors = [tensor.detach() for _, tensor in named_tensors]
+        # Under FSDP each process holds shards (DTensors): check this process's own shard of every tensor.
+        named_tensors = [(name, _local_shard(tensor.detach())) for name, tensor in named_tensors]
+        tensors = [tensor for _, tensor in named_tensors]
         if hasattr(torch.nn.utils, "get_total_norm"):  # one fused pass (torch >= 2.6), about 0.6 ms per step here
             total = torch.nn.utils.get_total_norm(tensors)
         else:
