@@ -544,6 +544,12 @@ def write_space(folder: str | Path, repo_id: str, *, examples: Sequence[str] = (
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise DemoError("The Space needs --model REPO_ID: the Hub repository the Space should load.")
     folder = Path(folder)
+    app = folder / "app.py"
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not _written_by_us(app))):
+        raise DemoError(
+            f"{folder} exists and is not a Space written by `miniformer demo --write-space`; nothing was changed. "
+            "Expected a new or empty folder (or one this command wrote before, which it refreshes)."
+        )
     folder.mkdir(parents=True, exist_ok=True)
     package = Path(__file__).resolve().parent
     target = folder / "miniformer_hf"
@@ -556,6 +562,15 @@ def write_space(folder: str | Path, repo_id: str, *, examples: Sequence[str] = (
         _write(folder / "README.md", SPACE_README.format(repo_id=repo_id)),
     ]
     return written + sorted(target.rglob("*.py"))
+
+
+def _written_by_us(app: Path) -> bool:
+    """True for the app.py of a Space this command wrote (its first line says so)."""
+    try:
+        with app.open(encoding="utf-8") as file:
+            return "written by `miniformer demo --write-space`" in file.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _write(path: Path, text: str) -> Path:
