@@ -49,6 +49,8 @@ TRAIN_SCRIPT = textwrap.dedent(
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
         json.dump({"digest": digest.hexdigest(), "moved": moved, "world_size": args.world_size,
                    "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None}, handle)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # a clean gloo shutdown (without it, exit can abort)
     """
 )
 
