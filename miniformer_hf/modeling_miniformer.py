@@ -50,7 +50,7 @@ from .configuration_miniformer import MiniformerConfig
 from .kernels_miniformer import DecodingStepInputsMixin, FusedSublayer, dropout_for, fast_cross_entropy_sum
 from .support_miniformer import (AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin, check_batch,
                                  check_decoder_source, check_ids_shape, check_labels, check_mask, check_memory,
-                                 check_token_ids)
+                                 check_token_ids, select_hidden_states)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ class MiniformerStack(nn.Module):
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         all_hidden.append(hidden_states)
-        return hidden_states, tuple(all_hidden) if output_hidden_states else None, tuple(zip(*per_layer))
+        return hidden_states, select_hidden_states(all_hidden, output_hidden_states), tuple(zip(*per_layer))
 
 
 class MiniformerEncoder(MiniformerStack):

@@ -4,6 +4,8 @@
   (what was wrong, what was expected, how to fix it), used by every head in both the plain and the fast path.
   Checks that read tensor values are skipped under torch.compile / torch.export, where they would break the
   graph.
+* ``select_hidden_states``: transformers' ``output_hidden_states`` as a flag or as the indices of the hidden states
+  to return (the others come back as None), as models that record their outputs through hooks accept it.
 * ``get_attention_weights`` (for ``plot_attention`` and bertviz) and transformers' position-table API
   (``resize_position_embeddings``, ``get_position_embeddings``), as mixins of the model classes.
 
@@ -90,6 +92,17 @@ def check_labels(labels: torch.Tensor, vocab_size: int) -> None:
         )
 
 
+def select_hidden_states(all_hidden: list, output_hidden_states) -> tuple | None:
+    """transformers' `output_hidden_states`: a flag (every hidden state or none), or an index or a list of indices
+    (negative ones count from the end) choosing which to keep; the others are None, so each keeps its position."""
+    if output_hidden_states is None or isinstance(output_hidden_states, bool):
+        return tuple(all_hidden) if output_hidden_states else None
+    count = len(all_hidden)
+    indices = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+    keep = {index % count for index in indices if -count <= index < count}
+    return tuple(hidden if position in keep else None for position, hidden in enumerate(all_hidden))
+
+
 @dataclass
 class MiniformerAttentionWeights(ModelOutput):
     """Attention weights per layer, each (B, H, query, key): what `plot_attention` and bertviz take."""
@@ -149,4 +162,5 @@ class PositionTablesMixin:
 
 
 __all__ = ["AttentionWeightsMixin", "MiniformerAttentionWeights", "PositionTablesMixin", "check_batch",
-           "check_decoder_source", "check_ids_shape", "check_labels", "check_mask", "check_memory", "check_token_ids"]
+           "check_decoder_source", "check_ids_shape", "check_labels", "check_mask", "check_memory", "check_token_ids",
+           "select_hidden_states"]

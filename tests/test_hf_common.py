@@ -113,6 +113,27 @@ def test_attentions_and_hidden_states_layout(cls):
 
 
 @pytest.mark.parametrize("cls", ALL_HEADS)
+@pytest.mark.parametrize("selection", ([0, 2], [-1], 1))
+def test_output_hidden_states_can_select_layers(cls, selection):
+    """transformers 5 accepts indices for `output_hidden_states` (BART does, through its output hooks): the chosen
+    hidden states come back in their places, the others as None."""
+    model = build(cls)
+    inputs = batch_for(cls)
+    with torch.no_grad():
+        every = model(**inputs, output_hidden_states=True)
+        chosen = model(**inputs, output_hidden_states=selection)
+    kept = {index % (LAYERS + 1) for index in (selection if isinstance(selection, list) else [selection])}
+    stacks = ("hidden_states",) if cls is MiniformerForCausalLM else ("encoder_hidden_states", "decoder_hidden_states")
+    for name in stacks:
+        assert len(getattr(chosen, name)) == LAYERS + 1
+        for position, (full, picked) in enumerate(zip(getattr(every, name), getattr(chosen, name))):
+            if position in kept:
+                torch.testing.assert_close(picked, full)
+            else:
+                assert picked is None
+
+
+@pytest.mark.parametrize("cls", ALL_HEADS)
 def test_output_flags_from_config(cls):
     model = build(cls, attn="eager", output_attentions=True, output_hidden_states=True)
     with torch.no_grad():
