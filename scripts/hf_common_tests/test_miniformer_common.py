@@ -200,10 +200,6 @@ class MiniformerModelTest(ModelTesterMixin, GenerationTesterMixin, PipelineTeste
         model.resize_token_embeddings(new_num_tokens=config.vocab_size)
         self.assertIs(type(model.model.decoder.embed_tokens), old_type)
 
-    @unittest.skip(reason="Tied by default (paper §3.4), as BART: BART's own test file skips this too")
-    def test_load_save_without_tied_weights(self):
-        pass
-
 
 class MiniformerStandaloneDecoderModelTester:
     """Tiny decoder-only LM with a random (left- and right-) padded attention mask, as BART's."""
