@@ -354,13 +354,14 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
     tell training time from evaluation time.
     """
 
-    def __init__(self, *args, tokens_per_batch: int | None = None, **kwargs):
+    def __init__(self, *args, tokens_per_batch: int | None = None, length_pool: int | None = None, **kwargs):
         model = kwargs.get("model", args[0] if args else None)
         # The library sets model.config.use_cache to args.use_cache (False) for training; the saved
         # configs (checkpoints and the final model) keep the model's own value, so inference caches.
         self._model_use_cache = getattr(getattr(model, "config", None), "use_cache", None)
         super().__init__(*args, **kwargs)
         self.tokens_per_batch = tokens_per_batch
+        self.length_pool = length_pool
         self._staging_root: str | None = None
         self.evaluation_seconds = 0.0
         # A model that smooths its own loss (Miniformer's config.label_smoothing, one blocked pass) is told
@@ -432,6 +433,18 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
             config = getattr(self.model, "config", None)
             if config is not None and self._model_use_cache is not None:
                 config.use_cache = self._model_use_cache
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.length_pool is None:
+            return super()._get_train_sampler(train_dataset)
+        from .batching import LengthPoolSampler
+
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if not hasattr(dataset, "__len__") or "input_ids" not in getattr(dataset, "column_names", ()):
+            return super()._get_train_sampler(train_dataset)  # a stream, or no token ids: the library's order
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthPoolSampler(lengths, batch, self.length_pool, seed=self.args.seed)
 
     def get_train_dataloader(self):
         if self.tokens_per_batch is None:
@@ -686,6 +699,8 @@ class TransformerTrainer:
         quiet: no progress bars and no metric lines on the console (``log_history`` still has them).
         tokens_per_batch: batch by token count instead of ``batch_size`` (§5.1): examples of similar
             length together, at most this many padded tokens per side per batch (the paper: about 25,000).
+        length_pool: sort examples by source length within random pools of this many batches
+            (`batching.LengthPoolSampler`): less padding, batches still mixed. ``miniformer train`` uses 4.
         num_beams, length_penalty, max_new_tokens_over_input: decoding for evaluation and the saved
             generation config; default greedy. §6.1 uses beam 4, length penalty 0.6 and at most input
             length + 50 output tokens (``max_new_tokens_over_input=50``).
@@ -710,6 +725,7 @@ class TransformerTrainer:
         callbacks: Sequence[TrainerCallback] | None = None,
         quiet: bool = False,
         tokens_per_batch: int | None = None,
+        length_pool: int | None = None,
         num_beams: int = 1,
         length_penalty: float = 1.0,
         max_new_tokens_over_input: int | None = None,
@@ -718,6 +734,9 @@ class TransformerTrainer:
         if tokens_per_batch is not None and tokens_per_batch <= 0:
             raise ValueError(f"tokens_per_batch={tokens_per_batch} is invalid; expected a positive number of tokens.")
         self.tokens_per_batch = tokens_per_batch
+        if length_pool is not None and (isinstance(length_pool, bool) or not isinstance(length_pool, int) or length_pool < 1):
+            raise ValueError(f"length_pool={length_pool!r} is invalid; expected a positive number of batches, e.g. 4.")
+        self.length_pool = length_pool
         self.num_beams = num_beams
         self.length_penalty = length_penalty
         self.max_new_tokens_over_input = max_new_tokens_over_input
@@ -901,6 +920,7 @@ class TransformerTrainer:
             callbacks=list(self.callbacks),
         )
         self.hf_trainer.tokens_per_batch = self.tokens_per_batch
+        self.hf_trainer.length_pool = self.length_pool
         for callback in self.callbacks:
             if isinstance(callback, TrainingClockCallback):
                 callback.trainer = self.hf_trainer
@@ -1021,6 +1041,9 @@ class _PaddingCollator:
 # ---------------------------------------------------------------------------------------------
 
 
+# --group-by-length sorts examples by length within random pools of this many batches (batching.LengthPoolSampler).
+LENGTH_POOL_BATCHES = 4
+
 # Larger models are refused before any allocation (a typo such as --d-model 100000 asks for 10^11).
 MAX_PARAMETERS = 2_000_000_000
 
@@ -1050,6 +1073,8 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     options = dataclasses.replace(options or TrainingRunOptions(), **overrides).with_recipe()
     started = time.perf_counter()
     _check_options(options)
+    if options.threads is None:
+        options = dataclasses.replace(options, threads=runs.default_threads())
     torch.set_num_threads(options.threads)  # as the command does: this process's PyTorch threads
     task_name = _task_name(options)
     output_dir = runs.resolve_output_dir(Path("runs") / task_name if options.output_dir is None else options.output_dir)
@@ -1429,7 +1454,7 @@ def _train_in_staging(
         logging_steps=options.logging_steps,
         per_device_eval_batch_size=max(options.batch_size, 256),
         dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length" if options.group_by_length else "random",
+        length_pool=LENGTH_POOL_BATCHES if options.group_by_length else None,
         tokens_per_batch=options.tokens_per_batch,
         num_beams=options.num_beams,
         length_penalty=options.length_penalty,

@@ -16,7 +16,8 @@ wall time reported is the whole command, start-up to run folder.
 
 The BART reference (``--bart``) trains `BartForConditionalGeneration` of the same size as the seed
 model from scratch with `Seq2SeqTrainer` on the same dates: character tokenizer, AdamW 1e-3, warmup
-then inverse square root, batch 64, label smoothing 0.1, one thread, and is measured with the same
+then inverse square root, batch 64, label smoothing 0.1, as many torch threads as the default
+`miniformer train` uses (every core, at most 4; ``--bart-threads`` to change), and is measured with the same
 clock. It is a point of comparison only and is not part of the package.
 """
 
@@ -212,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--task", default=None, help="built-in task for both runs (default: miniformer's default, dates)")
     parser.add_argument(
-        "--bart-threads", type=int, default=1, help="torch threads for the BART reference (default 1)"
+        "--bart-threads",
+        type=int,
+        default=None,
+        help="torch threads for the BART reference (default: as many as the default miniformer train uses)",
     )
     parser.add_argument("extra", nargs="*", help="extra flags for `miniformer train`, after --")
     args = parser.parse_args(argv)
@@ -222,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_miniformer(args.extra, Path(args.output_dir), args.task))
     if args.bart or args.bart_only:
         budget = args.bart_seconds or max(MARKS[-1] + 1, (rows[0]["training_seconds"] or 0) if rows else 0)
-        rows.append(run_bart_reference(budget, args.bart_threads, args.task or "dates"))
+        from miniformer_hf.runs import default_threads
+
+        threads = args.bart_threads or default_threads()
+        rows.append(run_bart_reference(budget, threads, args.task or "dates"))
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "task": args.task or "dates",

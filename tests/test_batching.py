@@ -8,7 +8,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from miniformer_hf.batching import TokenBatchSampler, token_batches
+from miniformer_hf.batching import LengthPoolSampler, TokenBatchSampler, token_batches
 
 
 def random_lengths(count: int = 500, seed: int = 0) -> list[int]:
@@ -70,3 +70,69 @@ def test_trainer_batches_by_tokens_and_trains(tmp_path):
     trainer.train(Dataset.from_dict(rows), max_steps=3)
     assert trainer.hf_trainer.state.global_step == 3
     assert not torch.equal(before, model.model.shared.weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# Length pools: the default run's mild sorting for a fixed batch size
+# ---------------------------------------------------------------------------------------------
+
+
+def padded_width_sum(order: list[int], lengths: list[int], batch_size: int) -> int:
+    return sum(max(lengths[i] for i in order[start : start + batch_size]) for start in range(0, len(order), batch_size))
+
+
+def test_length_pools_cut_padding_but_keep_batches_mixed():
+    lengths = random_lengths(count=1280, seed=1)
+    batch_size, pool = 32, 4
+    order = list(LengthPoolSampler(lengths, batch_size, pool_batches=pool, seed=0))
+    assert sorted(order) == list(range(len(lengths)))  # every example once
+    shuffled = list(range(len(lengths)))
+    random.Random(0).shuffle(shuffled)
+    # Less padding than random batches ...
+    assert padded_width_sum(order, lengths, batch_size) < 0.85 * padded_width_sum(shuffled, lengths, batch_size)
+    # ... but not the whole epoch sorted: each pool of 4 batches covers lengths from all over the data.
+    pool_size = batch_size * pool
+    for start in range(0, len(order), pool_size):
+        members = [lengths[i] for i in order[start : start + pool_size]]
+        assert min(members) <= 10 and max(members) >= 50, (start, min(members), max(members))
+    everything_sorted = sorted(range(len(lengths)), key=lengths.__getitem__)
+    assert padded_width_sum(order, lengths, batch_size) > padded_width_sum(everything_sorted, lengths, batch_size)
+
+
+def test_length_pools_are_reproducible_and_new_each_epoch():
+    lengths = random_lengths()
+    first = LengthPoolSampler(lengths, 16, seed=5)
+    again = LengthPoolSampler(lengths, 16, seed=5)
+    assert list(first) == list(again) and len(first) == len(lengths)
+    first.set_epoch(1)
+    again.set_epoch(1)
+    epoch_one = list(first)
+    assert epoch_one == list(again) and epoch_one != list(LengthPoolSampler(lengths, 16, seed=5))
+    with pytest.raises(ValueError, match="positive integers"):
+        LengthPoolSampler(lengths, 0)
+
+
+def test_trainer_uses_length_pools(tmp_path):
+    from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, TransformerTrainer
+
+    generator = torch.Generator().manual_seed(0)
+    rows = {"input_ids": [], "labels": []}
+    for _ in range(256):
+        length = int(torch.randint(2, 40, (1,), generator=generator))
+        rows["input_ids"].append(torch.randint(4, 60, (length,), generator=generator).tolist() + [2])
+        rows["labels"].append([5, 6, 2])
+    model = MiniformerForConditionalGeneration(
+        MiniformerConfig(vocab_size=60, d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0)
+    )
+
+    def widths(length_pool):
+        trainer = TransformerTrainer(model, learning_rate=1e-3, batch_size=16, length_pool=length_pool,
+                                     disable_tqdm=True, output_dir=tmp_path)  # fmt: skip
+        loader = trainer.build(Dataset.from_dict(rows)).get_train_dataloader()
+        return [batch["input_ids"].shape[1] for batch in loader]
+
+    pooled, plain = widths(4), widths(None)
+    assert len(pooled) == len(plain) == 16
+    assert sum(pooled) < 0.9 * sum(plain)
+    with pytest.raises(ValueError, match="length_pool"):
+        TransformerTrainer(model, length_pool=0, output_dir=tmp_path)
