@@ -228,8 +228,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--schedule",
         choices=runs.SCHEDULES,
         default=DEFAULTS["schedule"],
-        help="learning-rate schedule: inverse_sqrt (linear warmup then ~1/sqrt(step), the paper's shape; default), "
-        "paper (§5.3 exactly, Adam beta2 0.98 eps 1e-9), linear, cosine, constant, constant_with_warmup",
+        help="learning-rate schedule: linear (warmup, then linear decay to zero at the last step; default), "
+        "inverse_sqrt (warmup then ~1/sqrt(step), the paper's shape), paper (§5.3 exactly, Adam beta2 0.98 "
+        "eps 1e-9), cosine, constant, constant_with_warmup",
     )
     group.add_argument(
         "--warmup-steps",

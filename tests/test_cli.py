@@ -322,3 +322,18 @@ def test_quiet_prints_only_the_final_summary(pairs_file, tmp_path):
     assert len(result.stdout.splitlines()) == 3 and "Steps: 4" in result.stdout
     assert "{" not in result.stdout + result.stderr  # no metric dictionaries
     assert "shards" not in result.stderr and "%|" not in result.stderr, result.stderr  # no progress bars
+
+
+def test_default_threads_share_the_cores_among_launched_processes(monkeypatch):
+    from miniformer_hf import runs
+
+    monkeypatch.setattr(runs.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert runs.default_threads() == runs.MAX_DEFAULT_THREADS  # 8 cores, capped
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert runs.default_threads() == 2  # accelerate launch / torchrun with 4 local processes
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert runs.default_threads() == 1  # never zero
+    monkeypatch.setattr(runs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert runs.default_threads() == 1  # two processes on two cores: one thread each

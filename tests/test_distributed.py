@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+from miniformer_hf.runs import DEFAULTS
+
 TRAIN_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
@@ -121,7 +123,7 @@ def test_miniformer_train_runs_unchanged_under_accelerate_launch(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["max_steps"] == 20
-    assert metrics["epochs"] > 20 * 128 / 2000 * 1.5  # two processes saw twice the examples per step
+    assert metrics["epochs"] > 20 * DEFAULTS["batch_size"] / 2000 * 1.5  # two processes saw twice the examples per step
     assert (output_dir / "model.safetensors").is_file() and not (tmp_path / "run.incomplete").exists()
 
 
