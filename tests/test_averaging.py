@@ -154,8 +154,8 @@ def test_train_average_last_and_the_average_command(tmp_path, capsys, monkeypatc
     assert all(torch.equal(saved[name], expected[name]) for name in expected)
     assert json.loads((tmp_path / "avg2" / "averaging.json").read_text())["steps"] == [8, 12]
     assert (tmp_path / "avg2" / "run_arguments.json").is_file() and (tmp_path / "avg2" / "checksums.json").is_file()
-    assert cli.main(["generate", "--model", str(tmp_path / "avg2"), "a b c"]) == 0
-    assert capsys.readouterr().out.strip()
+    assert cli.main(["generate", "--model", str(tmp_path / "avg2"), "a b c"]) == 0  # checksums accepted
+    assert capsys.readouterr().out.count("\n") == 1  # one output line (12 steps may only have learnt spaces)
 
     # Too many requested, or an existing folder: one error line, nothing written.
     assert cli.main(["average", "--model", str(run), "--last", "4", "--output-dir", str(tmp_path / "avg4")]) == 1
