@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model and write a run folder",
         description="Train a Miniformer. With no arguments: the seed-size model on the built-in date task "
-        "(dates in words in 12 locales -> ISO), about 10 minutes on 2 CPU cores.",
+        "(dates in words in 12 locales -> ISO), about 3 minutes on 2 CPU cores.",
     )
     _add_train_arguments(train)
     generate = commands.add_parser(
