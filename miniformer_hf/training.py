@@ -918,9 +918,9 @@ class TransformerTrainer:
             processing_class=self.tokenizer,
             compute_metrics=metrics,
             callbacks=list(self.callbacks),
+            tokens_per_batch=self.tokens_per_batch,
+            length_pool=self.length_pool,
         )
-        self.hf_trainer.tokens_per_batch = self.tokens_per_batch
-        self.hf_trainer.length_pool = self.length_pool
         for callback in self.callbacks:
             if isinstance(callback, TrainingClockCallback):
                 callback.trainer = self.hf_trainer
