@@ -15,10 +15,13 @@ is tested equal to its plain twin in ``tests/test_modeling_kernels.py`` (values 
                               reduction="sum"), without the (N, V) log-probabilities.
     DecodingStepInputsMixin  GenerationMixin's prepare_inputs_for_generation, built directly for the
                               decoding steps of generate() (dynamic and static caches).
+    decoding_step_attention  "sdpa" as configured, except a compiled CPU decoding step (one query), which
+                              runs the paper file's Eq. 1 so that the compiler fuses it into the step.
 
 Why they are on by default: they change no result beyond the dropout's 2^-16 rounding (a deviation listed
 in the paper file with this flag) and make a CPU training step and eager generate() faster (see the
-README's speed section); on other devices the dropout and the sub-layer are the plain operations anyway.
+README's speed section), and transformers' compiled generation faster still; on other devices the
+dropout and the sub-layer are the plain operations anyway.
 """
 
 import torch
@@ -92,20 +95,7 @@ class DecodingStepInputsMixin:
         decoder_attention_mask = kwargs.pop("decoder_attention_mask", None)
         if cache.is_compileable:  # a static cache: fixed strides and a (B, 1, 1, K) mask for the compiled step
             model_inputs["decoder_input_ids"] = step_ids.clone(memory_format=torch.contiguous_format)
-            make_masks = getattr(self, "create_masks_for_generate", create_masks_for_generate)
-            decoder_attention_mask = make_masks(
-                config=self.config,
-                inputs_embeds=torch.empty((*step_ids.shape, 0), dtype=self.dtype, device=step_ids.device),
-                attention_mask=decoder_attention_mask,
-                cache=cache,
-                position_ids=None,
-                block_sequence_ids=None,
-                token_type_ids=None,
-                mm_token_type_ids=None,
-                is_first_iteration=False,
-            )
-            if isinstance(decoder_attention_mask, torch.Tensor):
-                decoder_attention_mask = decoder_attention_mask.contiguous()
+            decoder_attention_mask = static_cache_step_mask(self, step_ids, decoder_attention_mask, cache)
         if decoder_attention_mask is not None:
             model_inputs["decoder_attention_mask"] = decoder_attention_mask
         if attention_mask is not None:
@@ -114,6 +104,47 @@ class DecodingStepInputsMixin:
             if key not in ("labels", "inputs_embeds", "next_sequence_length") and key not in model_inputs:
                 model_inputs[key] = value
         return model_inputs
+
+
+def static_cache_step_mask(model, step_ids, decoder_attention_mask, cache):
+    """The (B, 1, T, K) self-attention mask of a decoding step with a static cache, K its full length.
+
+    Without decoder padding, under "sdpa", it is the causal rule over the cache's slots, built from the
+    cache's length counter in three small operations: key k is seen by query t iff k <= past + t. That is
+    what ``create_masks_for_generate`` returns there, at about a tenth of its cost (it is rebuilt outside the
+    compiled graph on every step). Anything else goes to ``create_masks_for_generate``.
+    """
+    batch, query_len = step_ids.shape
+    layer = cache.self_attention_cache.layers[0]
+    past = cache.self_attention_cache.get_seq_length()
+    if decoder_attention_mask is None and model.config._attn_implementation == "sdpa" and torch.is_tensor(past):
+        slots = torch.arange(layer.max_cache_len, device=step_ids.device)  # (K,)
+        queries = past + torch.arange(query_len, device=step_ids.device)  # (T,)
+        return (slots[None, :] <= queries[:, None]).expand(batch, 1, query_len, -1).contiguous()  # (B, 1, T, K)
+    make_masks = getattr(model, "create_masks_for_generate", create_masks_for_generate)
+    mask = make_masks(
+        config=model.config,
+        inputs_embeds=torch.empty((batch, query_len, 0), dtype=model.dtype, device=step_ids.device),
+        attention_mask=decoder_attention_mask,
+        cache=cache,
+        position_ids=None,
+        block_sequence_ids=None,
+        token_type_ids=None,
+        mm_token_type_ids=None,
+        is_first_iteration=False,
+    )
+    return mask.contiguous() if isinstance(mask, torch.Tensor) else mask
+
+
+def decoding_step_attention(config, implementation: str, query: torch.Tensor) -> str:
+    """The attention implementation for one call. Under torch.compile on CPU, a decoding step (one query per
+    row) runs Eq. 1 as written ("eager") instead of "sdpa": the compiler fuses its two small matmuls and the
+    softmax into the rest of the step, where the SDPA kernel stays an opaque call of about 30 us at a tiny
+    model's shapes (six of them per step). Same values; see the README's compiled generation figures."""
+    one_query = query.shape[2] == 1 and query.device.type == "cpu"
+    if implementation == "sdpa" and one_query and config.fast_kernels and torch.compiler.is_compiling():
+        return "eager"
+    return implementation
 
 
 def dropout_for(config, p: float) -> nn.Dropout:
@@ -197,4 +228,4 @@ def fast_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return SoftmaxCrossEntropy.apply(logits, labels, float(label_smoothing))
 
 
-__all__ = ["DecodingStepInputsMixin", "FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]
+__all__ = ["DecodingStepInputsMixin", "decoding_step_attention", "FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]

@@ -26,7 +26,8 @@ Deviations from the paper and the field that switches each (off by default unles
     - ``scale_embedding=False`` / ``tie_word_embeddings=False``: undo §3.4's scaling or sharing.
     - ``fast_kernels=True`` (default): dropout on CPU draws 16 random bits per element, so P_drop is
       rounded to a multiple of 2^-16 (0.1 becomes 0.100006); ``False`` runs ``nn.Dropout`` exactly.
-    - ``attn_implementation="sdpa"`` (default): a fused kernel computes Eq. 1; "eager" runs the function below.
+    - ``attn_implementation="sdpa"`` (default): a fused kernel for Eq. 1; "eager" and compiled decoding steps
+      (``fast_kernels``) run the function below.
     - Linear layers carry biases and are Xavier-initialised; embeddings are drawn from N(0, d_model^-0.5)
       (``init_std``) so that scaled embeddings start with unit variance. The paper is silent on both.
 """
@@ -47,7 +48,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_miniformer import MiniformerConfig
-from .kernels_miniformer import DecodingStepInputsMixin, FusedSublayer, dropout_for, fast_cross_entropy_sum
+from .kernels_miniformer import (DecodingStepInputsMixin, FusedSublayer, decoding_step_attention, dropout_for,
+                                 fast_cross_entropy_sum)
 from .support_miniformer import (AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin, check_batch,
                                  check_decoder_source, check_ids_shape, check_labels, check_mask, check_memory,
                                  check_token_ids, select_hidden_states)
@@ -194,6 +196,7 @@ class MiniformerAttention(nn.Module):
         # The readable function when weights are asked for; otherwise config._attn_implementation
         # ("sdpa" by default), looked up per call so `set_attn_implementation` works on a built model.
         implementation = "eager" if output_attentions else (self.config._attn_implementation or "sdpa")
+        implementation = decoding_step_attention(self.config, implementation, query)  # compiled steps: "eager"
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
         dropout = self.config.attention_dropout if self.training else 0.0
         output, weights = attention(
@@ -583,14 +586,11 @@ class MiniformerForConditionalGeneration(AttentionWeightsMixin, DecodingStepInpu
 Transformer = MiniformerForConditionalGeneration  # the seed API's name for the encoder-decoder with its LM head
 
 
-
-
 def __getattr__(name: str):
     """The other heads, from the file beside this one on first use; this import line also makes
     `save_pretrained` copy that file with every checkpoint, so every Auto class loads any checkpoint."""
     if name in ("MiniformerForCausalLM", "MiniformerForSequenceClassification"):
         from .heads_miniformer import MiniformerForCausalLM, MiniformerForSequenceClassification  # noqa: F401
-
         return locals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

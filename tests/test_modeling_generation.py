@@ -60,9 +60,52 @@ def test_compiled_generation_path_gives_the_same_tokens_without_graph_breaks():
     compile_config = CompileConfig(fullgraph=True, dynamic=False, backend="eager")  # graph capture is what can break
     compile_config._compile_all_devices = True  # transformers compiles only on accelerators unless told
     torch._dynamo.reset()
-    compiled = model.generate(**batch, **GREEDY, cache_implementation="static", compile_config=compile_config)
-    assert torch.equal(compiled, reference)
+    scores = dict(output_logits=True, return_dict_in_generate=True)
+    compiled = model.generate(**batch, **GREEDY, **scores, cache_implementation="static", compile_config=compile_config)
+    assert torch.equal(compiled.sequences, reference)
     assert hasattr(model, "_compiled_call") and model._compiled_call is not None  # the path really compiled
+    # The compiled steps run Eq. 1 as written ("eager") where the uncompiled ones run SDPA: the same logits.
+    eager_logits = model.generate(**batch, **GREEDY, **scores).logits
+    for step, (ours, plain) in enumerate(zip(compiled.logits, eager_logits)):
+        torch.testing.assert_close(ours, plain, atol=1e-5, rtol=1e-5, msg=f"step {step}")
+
+
+def test_compiled_decoding_steps_choose_the_plain_attention_formula(monkeypatch):
+    from miniformer_hf.kernels_miniformer import decoding_step_attention
+
+    config = tiny_config()
+    one_query, three_queries = torch.zeros(2, 4, 1, 8), torch.zeros(2, 4, 3, 8)  # (B, H, T, Dh)
+    assert decoding_step_attention(config, "sdpa", one_query) == "sdpa"  # not compiling: SDPA as configured
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert decoding_step_attention(config, "sdpa", one_query) == "eager"
+    assert decoding_step_attention(config, "sdpa", three_queries) == "sdpa"  # prefill and training keep SDPA
+    assert decoding_step_attention(config, "flex_attention", one_query) == "flex_attention"  # only "sdpa" swaps
+    config.fast_kernels = False
+    assert decoding_step_attention(config, "sdpa", one_query) == "sdpa"
+
+
+@pytest.mark.parametrize("query_len", [1, 3])
+def test_static_cache_step_mask_equals_transformers_mask(query_len):
+    from transformers import StaticCache
+    from transformers.cache_utils import EncoderDecoderCache
+    from transformers.masking_utils import create_masks_for_generate
+
+    from miniformer_hf.kernels_miniformer import static_cache_step_mask
+
+    model, _ = model_and_batch()
+    config = model.config
+    head_dim = config.d_model // config.n_heads
+    cache = EncoderDecoderCache(StaticCache(config, max_cache_len=12), StaticCache(config, max_cache_len=7))
+    for past in (2, 5):
+        filled = torch.zeros(3, config.n_heads, past - cache.get_seq_length(), head_dim)
+        for layer in range(config.decoder_layers):
+            cache.self_attention_cache.update(filled, filled, layer)
+        step_ids = torch.ones(3, query_len, dtype=torch.long)
+        ours = static_cache_step_mask(model, step_ids, None, cache)
+        theirs = create_masks_for_generate(config=config, inputs_embeds=torch.empty(3, query_len, 0),
+                                           attention_mask=None, cache=cache)
+        assert ours.shape == (3, 1, query_len, 12) and ours.is_contiguous()
+        assert torch.equal(ours, theirs), (past, query_len)
 
 
 def test_torch_compiled_model_generates():
