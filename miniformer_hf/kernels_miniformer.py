@@ -15,8 +15,9 @@ is tested equal to its plain twin in ``tests/test_modeling_kernels.py`` (values 
                               reduction="sum"), without the (N, V) log-probabilities.
     DecodingStepInputsMixin  GenerationMixin's prepare_inputs_for_generation, built directly for the
                               decoding steps of generate() (dynamic and static caches).
-    decoding_step_attention  "sdpa" as configured, except a compiled CPU decoding step (one query), which
-                              runs the paper file's Eq. 1 so that the compiler fuses it into the step.
+    sdpa_attention ......... transformers' "sdpa" attention function, without the per-call checks for
+                              features this model does not use; in a compiled CPU decoding step, the
+                              paper file's Eq. 1 instead, which the compiler fuses (``fast_sdpa_for``).
 
 Why they are on by default: they change no result beyond the dropout's 2^-16 rounding (a deviation listed
 in the paper file with this flag) and make a CPU training step and eager generate() faster (see the
@@ -84,7 +85,6 @@ class DecodingStepInputsMixin:
             and isinstance(cache, EncoderDecoderCache)
             and kwargs.get("inputs_embeds") is None
             and kwargs.get("decoder_position_ids") is None
-            and input_ids.device == self.device
         )
         if not simple_step:
             return super().prepare_inputs_for_generation(
@@ -136,15 +136,25 @@ def static_cache_step_mask(model, step_ids, decoder_attention_mask, cache):
     return mask.contiguous() if isinstance(mask, torch.Tensor) else mask
 
 
-def decoding_step_attention(config, implementation: str, query: torch.Tensor) -> str:
-    """The attention implementation for one call. Under torch.compile on CPU, a decoding step (one query per
-    row) runs Eq. 1 as written ("eager") instead of "sdpa": the compiler fuses its two small matmuls and the
-    softmax into the rest of the step, where the SDPA kernel stays an opaque call of about 30 us at a tiny
-    model's shapes (six of them per step). Same values; see the README's compiled generation figures."""
-    one_query = query.shape[2] == 1 and query.device.type == "cpu"
-    if implementation == "sdpa" and one_query and config.fast_kernels and torch.compiler.is_compiling():
-        return "eager"
-    return implementation
+def sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=False, **kwargs):
+    """transformers' "sdpa" attention function, cut down to what this model passes (no grouped-query heads,
+    position bias or soft-capping): one ``F.scaled_dot_product_attention`` call, returning (B, T, H, Dh).
+    transformers' version checks for each of those on every call: about 12 us, six calls per decoding step."""
+    is_causal = is_causal and attention_mask is None and query.shape[2] > 1  # as transformers decides it
+    output = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=is_causal
+    )  # (B, H, T, Dh)
+    return output.transpose(1, 2), None
+
+
+def fast_sdpa_for(query: torch.Tensor, plain_attention):
+    """The twin used for "sdpa" with ``fast_kernels``: ``sdpa_attention`` above, except in a compiled decoding
+    step on CPU (one query per row), which runs ``plain_attention``, Eq. 1 as the paper file writes it: the
+    compiler fuses its two small matmuls and the softmax into the rest of the step, where the SDPA kernel
+    stays an opaque call of about 30 us at a tiny model's shapes. Same values either way."""
+    if torch.compiler.is_compiling() and query.shape[2] == 1 and query.device.type == "cpu":
+        return plain_attention
+    return sdpa_attention
 
 
 def dropout_for(config, p: float) -> nn.Dropout:
@@ -228,4 +238,4 @@ def fast_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return SoftmaxCrossEntropy.apply(logits, labels, float(label_smoothing))
 
 
-__all__ = ["DecodingStepInputsMixin", "decoding_step_attention", "FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]
+__all__ = ["DecodingStepInputsMixin", "fast_sdpa_for", "sdpa_attention", "FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]

@@ -48,8 +48,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_miniformer import MiniformerConfig
-from .kernels_miniformer import (DecodingStepInputsMixin, FusedSublayer, decoding_step_attention, dropout_for,
-                                 fast_cross_entropy_sum)
+from .kernels_miniformer import (DecodingStepInputsMixin, FusedSublayer, dropout_for, fast_cross_entropy_sum,
+                                 fast_sdpa_for)
 from .support_miniformer import (AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin, check_batch,
                                  check_decoder_source, check_ids_shape, check_labels, check_mask, check_memory,
                                  check_token_ids, select_hidden_states)
@@ -180,6 +180,7 @@ class MiniformerAttention(nn.Module):
         self.head_dim = config.d_model // config.n_heads
         self.scaling = self.head_dim**-0.5
         self.is_causal = False  # read by transformers' attention kernels; passed per call as well
+        self.fast_sdpa = config.fast_kernels  # "sdpa" through its lean twin (read once, as the sub-layers are)
         self.q_proj = nn.Linear(config.d_model, config.d_model)  # W^Q for all heads: D -> H*Dh
         self.k_proj = nn.Linear(config.d_model, config.d_model)  # W^K for all heads: D -> H*Dh
         self.v_proj = nn.Linear(config.d_model, config.d_model)  # W^V for all heads: D -> H*Dh
@@ -193,15 +194,14 @@ class MiniformerAttention(nn.Module):
         batch, query_len, _ = hidden_states.shape
         query = self.split_heads(self.q_proj(hidden_states))  # (B, H, T, Dh)
         key, value = self.keys_and_values(hidden_states if memory is None else memory, cache)  # (B, H, K, Dh)
-        # The readable function when weights are asked for; otherwise config._attn_implementation
-        # ("sdpa" by default), looked up per call so `set_attn_implementation` works on a built model.
+        # Eq. 1 as written when weights are asked for, else config._attn_implementation (read per call).
         implementation = "eager" if output_attentions else (self.config._attn_implementation or "sdpa")
-        implementation = decoding_step_attention(self.config, implementation, query)  # compiled steps: "eager"
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
+        if implementation == "sdpa" and self.fast_sdpa:
+            attention = fast_sdpa_for(query, eager_attention)  # the kernels file's lean twin of "sdpa"
         dropout = self.config.attention_dropout if self.training else 0.0
-        output, weights = attention(
-            self, query, key, value, mask, dropout=dropout, scaling=self.scaling, is_causal=is_causal
-        )  # (B, T, H, Dh)
+        output, weights = attention(self, query, key, value, mask, dropout=dropout, scaling=self.scaling,
+                                    is_causal=is_causal)  # (B, T, H, Dh)
         output = output.reshape(batch, query_len, -1)  # Concat(head_1..head_h): (B, T, D)
         return self.out_proj(output), weights  # (B, T, D), (B, H, T, K) or None
 

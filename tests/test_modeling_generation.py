@@ -71,17 +71,14 @@ def test_compiled_generation_path_gives_the_same_tokens_without_graph_breaks():
 
 
 def test_compiled_decoding_steps_choose_the_plain_attention_formula(monkeypatch):
-    from miniformer_hf.kernels_miniformer import decoding_step_attention
+    from miniformer_hf.kernels_miniformer import fast_sdpa_for, sdpa_attention
+    from miniformer_hf.modeling_miniformer import eager_attention
 
-    config = tiny_config()
     one_query, three_queries = torch.zeros(2, 4, 1, 8), torch.zeros(2, 4, 3, 8)  # (B, H, T, Dh)
-    assert decoding_step_attention(config, "sdpa", one_query) == "sdpa"  # not compiling: SDPA as configured
+    assert fast_sdpa_for(one_query, eager_attention) is sdpa_attention  # not compiling: SDPA
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert decoding_step_attention(config, "sdpa", one_query) == "eager"
-    assert decoding_step_attention(config, "sdpa", three_queries) == "sdpa"  # prefill and training keep SDPA
-    assert decoding_step_attention(config, "flex_attention", one_query) == "flex_attention"  # only "sdpa" swaps
-    config.fast_kernels = False
-    assert decoding_step_attention(config, "sdpa", one_query) == "sdpa"
+    assert fast_sdpa_for(one_query, eager_attention) is eager_attention
+    assert fast_sdpa_for(three_queries, eager_attention) is sdpa_attention  # prefill and training keep SDPA
 
 
 @pytest.mark.parametrize("query_len", [1, 3])

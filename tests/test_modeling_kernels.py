@@ -133,6 +133,64 @@ def test_models_use_the_twins_the_flag_chooses():
     assert fast.state_dict().keys() == plain.state_dict().keys()
 
 
+# --- §3.2.1 attention: the lean "sdpa" twin -----------------------------------------------------------
+
+
+def _attention_inputs(batch, heads, query_len, key_len, head_dim, mask_kind):
+    g = torch.Generator().manual_seed(query_len * 31 + key_len)
+    q, k, v = (torch.randn(batch, heads, n, head_dim, generator=g, requires_grad=True)
+               for n in (query_len, key_len, key_len))  # fmt: skip
+    mask = None
+    if mask_kind == "padding":  # (B, 1, 1, K): the encoder's and the memory's key padding
+        mask = torch.ones(batch, 1, 1, key_len, dtype=torch.bool)
+        mask[0, ..., -2:] = False
+    elif mask_kind == "full":  # (B, 1, T, K): causal rule and padding combined, as the decoder builds it
+        mask = torch.ones(query_len, key_len, dtype=torch.bool).tril(key_len - query_len)[None, None].repeat(batch, 1, 1, 1)
+        mask[-1, ..., :1] = False
+    return q, k, v, mask
+
+
+ATTENTION_CASES = [  # (T, K, mask, is_causal); the model asks for is_causal only with no mask and T == K
+    *[(t, k, mask, False) for t, k in [(1, 1), (1, 9), (6, 6), (5, 11)] for mask in (None, "padding", "full")],
+    (1, 1, None, True), (6, 6, None, True),
+]
+
+
+@pytest.mark.parametrize("query_len,key_len,mask_kind,is_causal", ATTENTION_CASES)
+def test_lean_sdpa_equals_transformers_sdpa_attention(query_len, key_len, mask_kind, is_causal):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from miniformer_hf.kernels_miniformer import sdpa_attention
+
+    module = MiniformerForConditionalGeneration(tiny_config()).model.encoder.layers[0].self_attn
+    results = []
+    for function in (sdpa_attention, sdpa_attention_forward):
+        q, k, v, mask = _attention_inputs(3, 4, query_len, key_len, 8, mask_kind)
+        output, weights = function(module, q, k, v, mask, dropout=0.0, scaling=0.3, is_causal=is_causal)
+        assert weights is None and output.shape == (3, query_len, 4, 8)  # (B, T, H, Dh)
+        (output * torch.arange(output.numel()).reshape(output.shape).sin()).sum().backward()
+        results.append((output.detach(), q.grad, k.grad, v.grad))
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_models_use_the_lean_sdpa_only_with_fast_kernels(monkeypatch):
+    import miniformer_hf.kernels_miniformer as kernels
+
+    calls = []
+    lean = kernels.sdpa_attention
+    monkeypatch.setattr(kernels, "sdpa_attention", lambda *a, **k: calls.append(1) or lean(*a, **k))
+    ids = torch.randint(4, 50, (2, 5))
+    logits = []
+    for fast_kernels in (True, False):
+        torch.manual_seed(0)
+        model = MiniformerForConditionalGeneration(tiny_config(fast_kernels=fast_kernels)).eval()
+        before = len(calls)
+        logits.append(model(ids).logits)
+        assert (len(calls) > before) == fast_kernels  # 3 encoder + 6 decoder attention calls, or none
+    torch.testing.assert_close(logits[0], logits[1])
+
+
 # --- the training loss --------------------------------------------------------------------------
 
 
