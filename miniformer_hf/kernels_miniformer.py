@@ -238,4 +238,5 @@ def fast_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return SoftmaxCrossEntropy.apply(logits, labels, float(label_smoothing))
 
 
-__all__ = ["DecodingStepInputsMixin", "fast_sdpa_for", "sdpa_attention", "FastDropout", "dropout_for", "FusedSublayer", "SoftmaxCrossEntropy", "fast_cross_entropy_sum"]
+__all__ = ["DecodingStepInputsMixin", "FastDropout", "FusedSublayer", "SoftmaxCrossEntropy", "dropout_for",
+           "fast_cross_entropy_sum", "fast_sdpa_for", "sdpa_attention", "static_cache_step_mask"]

@@ -194,11 +194,11 @@ class MiniformerAttention(nn.Module):
         batch, query_len, _ = hidden_states.shape
         query = self.split_heads(self.q_proj(hidden_states))  # (B, H, T, Dh)
         key, value = self.keys_and_values(hidden_states if memory is None else memory, cache)  # (B, H, K, Dh)
-        # Eq. 1 as written when weights are asked for, else config._attn_implementation (read per call).
         implementation = "eager" if output_attentions else (self.config._attn_implementation or "sdpa")
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
-        if implementation == "sdpa" and self.fast_sdpa:
-            attention = fast_sdpa_for(query, eager_attention)  # the kernels file's lean twin of "sdpa"
+        if implementation == "sdpa" and self.fast_sdpa:  # the kernels file's lean twin of "sdpa"
+            attention = fast_sdpa_for(query, eager_attention)
+        else:  # Eq. 1 as written when weights are asked for, else config._attn_implementation (read per call)
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
         dropout = self.config.attention_dropout if self.training else 0.0
         output, weights = attention(self, query, key, value, mask, dropout=dropout, scaling=self.scaling,
                                     is_causal=is_causal)  # (B, T, H, Dh)
