@@ -170,8 +170,9 @@ class MiniformerConfig(PreTrainedConfig):
         label_smoothing: ``epsilon_ls`` of §5.4 for the loss the model computes from ``labels`` (the paper uses
             0.1; 0 is plain cross-entropy). ``TransformerTrainer`` sets it from ``label_smoothing_factor``.
         fast_kernels: use the speed kernels of ``kernels_miniformer.py`` (CPU dropout masks from 16 random bits,
-            residual + dropout in one pass, a blocked cross-entropy); ``False`` runs the paper file's plain
-            ``nn.Dropout`` and ``F.cross_entropy``. Both compute the same, up to the dropout's 2^-16 rounding.
+            residual + dropout in one pass, a blocked cross-entropy, a lean "sdpa" call, Eq. 1 as written in
+            compiled decoding steps); ``False`` runs the paper file's plain ``nn.Dropout``, ``F.cross_entropy``
+            and transformers' "sdpa" function. Both compute the same, up to the dropout's 2^-16 rounding.
 
     transformers' standard names work as arguments and attributes (``hidden_size``, ``num_attention_heads``,
     ``num_hidden_layers``, ``intermediate_size``, BART's ``encoder_ffn_dim`` ...; see ``attribute_map``). Every

@@ -4,8 +4,10 @@ This file travels with every saved checkpoint beside ``modeling_miniformer.py`` 
 relatively, so ``save_pretrained`` copies it): it imports only ``torch`` and public ``transformers`` API.
 
 The model uses these kernels when ``config.fast_kernels`` is True (the default); with False it runs
-``nn.Dropout``, ``x + Dropout(y)`` and ``F.cross_entropy`` exactly as written in the paper file. Each kernel
-is tested equal to its plain twin in ``tests/test_modeling_kernels.py`` (values and gradients):
+``nn.Dropout``, ``x + Dropout(y)``, ``F.cross_entropy`` and transformers' own "sdpa" function exactly as
+the paper file writes them. The layers read the flag when the model is built (the loss and generate()'s
+inputs on every call). Each kernel is tested equal to its plain twin in ``tests/test_modeling_kernels.py``
+and ``tests/test_modeling_generation.py`` (values and gradients):
 
     FastDropout ............ nn.Dropout. On CPU it draws 16 random bits per element, so P_drop is rounded
                               to a multiple of 2^-16 (0.1 becomes 0.100006); elsewhere it is F.dropout.

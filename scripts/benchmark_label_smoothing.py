@@ -47,10 +47,10 @@ def worker(way: str, steps: int, output_dir: str) -> None:
     raise SystemExit(code)
 
 
-def run(way: str, steps: int, folder: Path) -> dict:
+def run(way: str, steps: int, folder: Path, round_index: int) -> dict:
     import subprocess
 
-    output_dir = folder / f"run-{way}"
+    output_dir = folder / f"run-{way}-{round_index}"
     command = [sys.executable, os.path.abspath(__file__), "--worker", way, "--steps", str(steps), "--output-dir",
                str(output_dir)]  # fmt: skip
     result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="miniformer-ls-bench-") as folder:
         for round_index in range(args.rounds):
             for way in WAYS:
-                entry = run(way, args.steps, Path(folder))
+                entry = run(way, args.steps, Path(folder), round_index)
                 results[way].append(entry)
                 print(f"round {round_index + 1} {way:>14}: {entry['ms_per_step']:.1f} ms/step, "
                       f"train loss {entry['train_loss']:.4f}", flush=True)  # fmt: skip
