@@ -117,10 +117,11 @@ def static_cache_step_mask(model, step_ids, decoder_attention_mask, cache):
     compiled graph on every step). Anything else goes to ``create_masks_for_generate``.
     """
     batch, query_len = step_ids.shape
-    layer = cache.self_attention_cache.layers[0]
-    past = cache.self_attention_cache.get_seq_length()
-    if decoder_attention_mask is None and model.config._attn_implementation == "sdpa" and torch.is_tensor(past):
-        slots = torch.arange(layer.max_cache_len, device=step_ids.device)  # (K,)
+    slot_count = getattr(cache.self_attention_cache.layers[0], "max_cache_len", None)  # K
+    past = cache.self_attention_cache.get_seq_length()  # a tensor counter for transformers' static layers
+    plain_sdpa = decoder_attention_mask is None and model.config._attn_implementation == "sdpa"
+    if plain_sdpa and isinstance(slot_count, int) and torch.is_tensor(past):
+        slots = torch.arange(slot_count, device=step_ids.device)  # (K,)
         queries = past + torch.arange(query_len, device=step_ids.device)  # (T,)
         return (slots[None, :] <= queries[:, None]).expand(batch, 1, query_len, -1).contiguous()  # (B, 1, T, K)
     make_masks = getattr(model, "create_masks_for_generate", create_masks_for_generate)
