@@ -32,7 +32,7 @@ if [ ! -f "$HF_TESTS_DIR/tests/test_modeling_common.py" ]; then
         mkdir -p "$HF_TESTS_DIR/$(dirname "$path")"
         curl -fsSL "$RAW/$path" -o "$HF_TESTS_DIR/$path"
     done
-    for package in tests/generation tests/exporters tests/models tests/models/bart tests/utils; do
+    for package in tests tests/generation tests/exporters tests/models tests/models/bart tests/utils; do  # the sdist has no tests/__init__.py
         touch "$HF_TESTS_DIR/$package/__init__.py"
     done
     # test_configuration_common only needs `config_common_kwargs` from this file; the rest imports test-only
