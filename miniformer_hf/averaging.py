@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import MiniformerError
+
 __all__ = [
     "AveragingError",
     "average_checkpoints",
@@ -37,7 +39,7 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 WEIGHTS_NAME = "model.safetensors"
 
 
-class AveragingError(ValueError):
+class AveragingError(MiniformerError):
     """Checkpoints that cannot be averaged; the message says which and why."""
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from . import runs
+from .errors import MiniformerError
 from .runs import RunError, TrainingRunOptions
 
 logger = logging.getLogger("miniformer_hf.cli")
@@ -584,7 +585,7 @@ def run_generate(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from .training import check_generation_inputs, generate_texts_with_cuts
+    from .generation import check_generation_inputs, generate_texts_with_cuts
 
     model, tokenizer = _load_model_and_tokenizer(args.model)
     length = check_generation_inputs(model, tokenizer, args.texts, args.max_new_tokens)
@@ -613,7 +614,8 @@ def run_evaluate(args) -> int:
 
     torch.set_num_threads(args.threads)
     from .data import load_task, load_text_pairs
-    from .training import bleu_signature, check_generation_inputs, compute_text_metrics, generate_texts_with_cuts
+    from .generation import check_generation_inputs, generate_texts_with_cuts
+    from .metrics import bleu_signature, compute_text_metrics
 
     if args.data:
         dataset = load_text_pairs(args.data, args.source_column, args.target_column, validation_fraction=0)["train"]
@@ -718,19 +720,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _configure_logging(getattr(args, "quiet", False))
-        from .data import DataError
     except ImportError as error:
         print(f"miniformer {args.command}: error: {error}; reinstall miniformer-hf", file=sys.stderr)
         return 1
 
     try:
         return COMMANDS[args.command](args)
-    except RunError as error:
+    except MiniformerError as error:
         print(f"miniformer {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
-    except DataError as error:
-        print(f"miniformer {args.command}: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt as error:
         message = str(error) or "interrupted"
         print(f"miniformer {args.command}: {message}", file=sys.stderr)

@@ -43,6 +43,8 @@ from babel.dates import format_date, get_date_format
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 
+from .errors import MiniformerError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -72,7 +74,7 @@ MAX_TEXT_CHARACTERS = 100_000
 _PROGRESS_EVERY = 100_000
 
 
-class DataError(ValueError):
+class DataError(MiniformerError):
     """A data file (or a request for data) that cannot be used; the message is a single line."""
 
     def __init__(self, path: str | os.PathLike | None, problem: str, expected: str):

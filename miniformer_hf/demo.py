@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # torch and the attention code are imported when first used, 
 
     from .visualization import AttentionExample
 
+from .errors import MiniformerError
+
 logger = logging.getLogger(__name__)
 
 DEMO_INSTALL_HINT = 'pip install "miniformer-hf[demo]"'
@@ -51,7 +53,7 @@ KIND_LABELS = {
 OFFLINE_GRADIO_ENV = {"GRADIO_ANALYTICS_ENABLED": "False"}
 
 
-class DemoError(ValueError):
+class DemoError(MiniformerError):
     """A model or request the demo cannot use; the message says what was wrong and what was expected."""
 
 

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import MiniformerError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -144,12 +146,8 @@ RESUME_MUST_MATCH = (
 )  # fmt: skip
 
 
-class RunError(ValueError):
+class RunError(MiniformerError):
     """A run that cannot start or finish, said in one line; ``exit_code`` 1 (state/data) or 2 (usage)."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(" ".join(str(message).split()))
-        self.exit_code = exit_code
 
 
 @dataclasses.dataclass

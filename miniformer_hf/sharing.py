@@ -46,6 +46,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from .errors import MiniformerError
+
 logger = logging.getLogger(__name__)
 
 CARD_TEMPLATE_NAME = "miniformer.md"
@@ -104,7 +106,7 @@ EXAMPLE_INPUTS = {"dates": "3 March 1998"}
 REPO_ID_PLACEHOLDER = "<namespace>/<repo-name>"  # in cards rendered before the repo id is known; filled in at push
 
 
-class SharingError(ValueError):
+class SharingError(MiniformerError):
     """A push or a model card could not be made; the message says why and how to fix it, in one line."""
 
 

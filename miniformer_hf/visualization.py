@@ -1084,7 +1084,7 @@ def run_visualize(args: argparse.Namespace) -> int:
         )
         return 2
     from .runs import load_run_folder
-    from .training import check_generation_inputs
+    from .generation import check_generation_inputs
 
     model, tokenizer = load_run_folder(model_dir)  # config.json, checksum and corrupt files: one clear error
     check_generation_inputs(model, tokenizer, [args.source], args.max_new_tokens)  # before any generation

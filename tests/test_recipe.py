@@ -54,7 +54,7 @@ def test_outputs_run_to_input_length_plus_n():
 
     from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration
     from miniformer_hf.tokenization import train_char_tokenizer
-    from miniformer_hf.training import _length_over_input, generate_texts_with_cuts
+    from miniformer_hf.generation import _length_over_input, generate_texts_with_cuts
 
     tokenizer = train_char_tokenizer(["abcdef"])
     torch.manual_seed(0)
