@@ -8,6 +8,7 @@ this family, to exit codes; a library caller catches it (it is also a ``ValueErr
 
 from __future__ import annotations
 
+import os
 
 class MiniformerError(ValueError):
     """A problem to report on one line; ``exit_code`` 1 (data/model/state) or 2 (usage)."""
@@ -20,4 +21,19 @@ class MiniformerError(ValueError):
             self.exit_code = exit_code
 
 
-__all__ = ["MiniformerError"]
+class DataError(MiniformerError):
+    """A data file, dataset or request for data that cannot be used; the message is a single line.
+
+    Lives here, beside its family, so that the generated tasks, the file and dataset readers and
+    the tokenizer raise the same class without importing one another.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str, expected: str):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        self.expected = expected
+        where = f"{self.path}: " if self.path is not None else ""
+        super().__init__(f"{where}{problem}; expected {expected}")
+
+
+__all__ = ["DataError", "MiniformerError"]
