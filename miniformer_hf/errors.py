@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+
 class MiniformerError(ValueError):
     """A problem to report on one line; ``exit_code`` 1 (data/model/state) or 2 (usage)."""
 

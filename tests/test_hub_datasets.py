@@ -47,6 +47,8 @@ def hub():
         server.add_files(REPO, {"data/train-00000-of-00001.parquet": parquet(translation_rows(56))}, "dataset")
         server.add_files("you/empty-test", {**files, "data/test-00000-of-00001.parquet": parquet(
             [{"translation": {"en": "", "fr": ""}}])}, "dataset")  # fmt: skip
+        server.add_files("you/split-columns", {**files, "data/validation-00000-of-00001.parquet": parquet(
+            [{"english": "one", "french": "un"}])}, "dataset")  # fmt: skip
         server.add_files("you/number-targets", {"data/train-00000-of-00001.parquet": parquet(
             [{"source": f"s{i}", "target": i} for i in range(20)])}, "dataset")  # fmt: skip
         yield server
@@ -89,6 +91,9 @@ BAD_INPUT = {
     "empty split": (["--dataset", "you/empty-test", "--source-lang", "en", "--target-lang", "fr"],
                     "split 'test' is empty"),
     "wrong column type": (["--dataset", "you/number-targets"], r"column 'target' has type Value\('int64'\)"),
+    "split columns differ": (["--dataset", "you/split-columns", "--source-lang", "en", "--target-lang", "fr"],
+                             r"validation-00000-of-00001.parquet: its columns \['english', 'french'\] differ"),
+    "revision of a local folder": (["--dataset", ".", "--dataset-revision", "main"], "a revision only applies to a Hub"),
 }  # fmt: skip
 
 # One process runs every bad command (imports are the slow part); each one's exit code and stderr are kept.
@@ -161,3 +166,20 @@ def test_streaming_trains_from_a_stream_and_resumes(tmp_path, capsys, monkeypatc
     resumed, straight = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("resumed", "straight"))
     assert resumed["max_steps"] == straight["max_steps"] == 8
     assert (tmp_path / "resumed" / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
+
+
+def test_a_hub_dataset_identity_names_the_commit_its_revision_resolves_to(hub, monkeypatch):
+    """`dataset_identity` asks the Hub which commit a revision is now: the pinned first commit stays
+    itself, ``main`` is the newest commit, and the two fingerprints differ."""
+    from huggingface_hub import constants
+
+    from miniformer_hf.data import dataset_identity
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    pinned = dataset_identity(REPO, revision=hub.first_commit)
+    newest = dataset_identity(REPO)
+    assert (pinned["kind"], pinned["repo"], pinned["commit"], pinned["resolved"]) == ("hub", REPO, hub.first_commit, True)
+    assert newest["resolved"] and newest["commit"] != hub.first_commit and newest["revision"] is None
+    assert pinned["fingerprint"] != newest["fingerprint"]
+    assert dataset_identity(REPO, revision=hub.first_commit)["fingerprint"] == pinned["fingerprint"]
