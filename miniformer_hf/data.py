@@ -123,6 +123,8 @@ def _load_saved(path: str, config: str | None, streaming: bool) -> dict:
         if os.path.isfile(dict_file):
             with open(dict_file, encoding="utf-8") as handle:
                 names = json.load(handle)["splits"]
+            if "train" not in names:
+                raise DataError(path, f"no 'train' split (splits: {sorted(names)})", "a dataset with a 'train' split")
             folders = {split: os.path.join(path, split) for split in names if split in _SPLITS_USED}
         else:
             folders = {"train": path}

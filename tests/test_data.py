@@ -353,3 +353,14 @@ def test_a_hub_dataset_identity_offline_is_marked_unresolved():
     assert dataset_identity("you/some-pairs", revision="v2")["fingerprint"] != identity["fingerprint"]
     with pytest.raises(DataError, match="is empty"):
         dataset_identity("")
+
+
+def test_a_saved_dataset_without_train_names_its_splits_and_unused_splits_are_not_read(tmp_path):
+    from datasets import Dataset
+
+    rows = Dataset.from_list(plain_rows(10))
+    DatasetDict(dev=rows, extra=rows.select([])).save_to_disk(tmp_path / "no-train")
+    with pytest.raises(DataError, match=r"no 'train' split \(splits: \['dev', 'extra'\]\)"):
+        load_dataset_pairs(str(tmp_path / "no-train"))
+    DatasetDict(train=rows, extra=rows.select([])).save_to_disk(tmp_path / "extra")  # an empty split nobody uses
+    assert len(load_dataset_pairs(str(tmp_path / "extra"), validation_split_percentage=20)["train"]) == 8
