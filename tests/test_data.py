@@ -249,7 +249,8 @@ for name, (folder, arguments) in json.loads(sys.argv[1]).items():
 print(json.dumps(results))
 """
 
-TRAIN = ["train", "--size", "tiny", "--max-steps", "2", "--eval-samples", "2", "--no-visualize", "-q",
+# One thread: tests share the machine, and a run's threads waiting for busy cores make it many times slower.
+TRAIN = ["train", "--size", "tiny", "--max-steps", "2", "--eval-samples", "2", "--no-visualize", "-q", "--threads", "1",
          "--output-dir", "runs/run"]  # fmt: skip
 
 

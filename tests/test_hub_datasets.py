@@ -62,7 +62,7 @@ def miniformer_train(hub: HubServer, tmp_path: Path, *arguments: str) -> subproc
         HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
     )  # fmt: skip
     command = [sys.executable, "-m", "miniformer_hf.cli", "train", "--size", "tiny", "--max-steps", "4",
-               "--eval-steps", "4", "--eval-samples", "4", "--no-visualize", "-q", *arguments]  # fmt: skip
+               "--eval-steps", "4", "--eval-samples", "4", "--no-visualize", "-q", "--threads", "1", *arguments]  # fmt: skip
     return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
@@ -148,7 +148,7 @@ def test_streaming_trains_from_a_stream_and_resumes(tmp_path, capsys, monkeypatc
     def train(output: str, *extra: str) -> int:
         return cli.main(["train", "--dataset", str(tmp_path / "pairs"), "--source-lang", "en", "--target-lang", "fr",
                          "--streaming", "--tokenizer-sample", "16", "--size", "tiny", "--batch-size", "8",
-                         "--eval-steps", "4", "--eval-samples", "6", "--no-visualize", "-q", "--output-dir",
+                         "--eval-steps", "4", "--eval-samples", "6", "--no-visualize", "-q", "--threads", "1", "--output-dir",
                          str(tmp_path / output), *extra])  # fmt: skip
 
     assert train("no-steps") == 2  # a stream has no length: --max-steps is required
