@@ -44,7 +44,14 @@ from .tasks import (
     make_toy_dataset,
     number_in_words,
 )
-from .text_pairs import JSON_SUFFIXES, MAX_TEXT_CHARACTERS, TEXT_PAIR_SUFFIXES, hold_out, load_text_pairs, read_json_rows
+from .text_pairs import (
+    JSON_SUFFIXES,
+    MAX_TEXT_CHARACTERS,
+    TEXT_PAIR_SUFFIXES,
+    hold_out,
+    load_text_pairs,
+    read_json_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +112,9 @@ def _first_line(error: BaseException) -> str:
 
 def _empty_split(name: str, split: str, detail: str = "no pair with both a source and a target text") -> DataError:
     return DataError(
-        name, f"split {split!r} is empty ({detail})", "at least one non-empty pair in every split used (train, validation, test)"
+        name,
+        f"split {split!r} is empty ({detail})",
+        "at least one non-empty pair in every split used (train, validation, test)",
     )
 
 
@@ -117,7 +126,9 @@ def _load_saved(path: str, config: str | None, streaming: bool) -> dict:
     from datasets import load_from_disk
 
     if config is not None:
-        raise DataError(path, "a save_to_disk folder has no configurations", "no --dataset-config with a saved dataset folder")
+        raise DataError(
+            path, "a save_to_disk folder has no configurations", "no --dataset-config with a saved dataset folder"
+        )
     dict_file = os.path.join(path, "dataset_dict.json")
     try:
         if os.path.isfile(dict_file):
@@ -232,7 +243,8 @@ def _is_reading_failure(error: BaseException) -> bool:
     from datasets.exceptions import DatasetGenerationError
     from datasets.table import CastError
 
-    return any(isinstance(cause, (DatasetGenerationError, CastError, pyarrow.ArrowException)) for cause in _causes(error))
+    failures = (DatasetGenerationError, CastError, pyarrow.ArrowException)
+    return any(isinstance(cause, failures) for cause in _causes(error))
 
 
 def _local_file(name: str, file: str) -> str:
@@ -572,7 +584,9 @@ def dataset_identity(name: str, config: str | None = None, revision: str | None 
             raise DataError(name, f"cannot read the dataset's files ({error})", "readable files") from error
         identity = {"kind": "local", "path": root, "config": config, "files": files}
     else:
-        identity = {"kind": "hub", "repo": name, "config": config, "revision": revision, "commit": None, "resolved": False}
+        identity = {
+            "kind": "hub", "repo": name, "config": config, "revision": revision, "commit": None, "resolved": False
+        }  # fmt: skip
         try:
             from huggingface_hub import HfApi
 

@@ -20,7 +20,14 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from .errors import DataError
 
-__all__ = ["JSON_SUFFIXES", "MAX_TEXT_CHARACTERS", "TEXT_PAIR_SUFFIXES", "hold_out", "load_text_pairs", "read_json_rows"]
+__all__ = [
+    "JSON_SUFFIXES",
+    "MAX_TEXT_CHARACTERS",
+    "TEXT_PAIR_SUFFIXES",
+    "hold_out",
+    "load_text_pairs",
+    "read_json_rows",
+]
 
 # A runaway line fails at once instead of after minutes: the model's positional table holds 1,024
 # tokens, far below this.
@@ -133,7 +140,8 @@ def _read_csv_rows(path: str, suffix: str, text: str, columns: Sequence[str]) ->
             repeated = sorted({name for name in header if header.count(name) > 1})
             missing = [column for column in columns if column not in header]
             if repeated:
-                raise DataError(path, f"header repeats column(s) {repeated} (header: {header})", "distinct column names")
+                problem = f"header repeats column(s) {repeated} (header: {header})"
+                raise DataError(path, problem, "distinct column names")
             if missing:
                 raise DataError(
                     path,
@@ -143,7 +151,9 @@ def _read_csv_rows(path: str, suffix: str, text: str, columns: Sequence[str]) ->
                 )
             continue
         if len(record) != len(header):
-            spans = f" (a quoted field runs on to line {reader.line_num}: is a quote unclosed?)" if reader.line_num > start else ""
+            spans = ""
+            if reader.line_num > start:
+                spans = f" (a quoted field runs on to line {reader.line_num}: is a quote unclosed?)"
             raise DataError(
                 path,
                 f"line {start} has {len(record)} field(s) but the header has {len(header)}{spans}",
