@@ -1313,8 +1313,8 @@ def _train_in_staging(
         metrics["recipe"] = options.recipe
     if options.dataset:
         # The model card lists a Hub id among the card's datasets; a local folder is named, not linked.
-        local = os.path.isdir(options.dataset)
-        metrics["dataset"] = f"{Path(options.dataset).name} (local folder)" if local else options.dataset
+        local = "folder" if os.path.isdir(options.dataset) else "file" if os.path.isfile(options.dataset) else None
+        metrics["dataset"] = f"{Path(options.dataset).name} (local {local})" if local else options.dataset
         metrics["dataset_config"] = options.dataset_config
         metrics["dataset_revision"] = options.dataset_revision
         metrics["dataset_languages"] = [options.source_lang or options.source_column,

@@ -269,6 +269,7 @@ def run_commands(commands: dict, tmp_path) -> dict:
 
 
 def test_bad_data_fail_train_with_one_line_exit_1_and_nothing_written(tmp_path):
+    import json
     import re
 
     commands = {}
@@ -278,8 +279,9 @@ def test_bad_data_fail_train_with_one_line_exit_1_and_nothing_written(tmp_path):
         make(folder / ("data.csv" if "--train-file" in arguments else "data"))
         commands[name] = (str(folder), [*TRAIN, *arguments])
     # A .parquet file given to --dataset is loaded (it was told "the Hub cannot be reached").
-    parquet_file(tmp_path / "pairs.parquet")
-    commands["parquet file"] = (str(tmp_path), [*TRAIN, "--dataset", "pairs.parquet"])
+    (tmp_path / "data").mkdir()
+    parquet_file(tmp_path / "data" / "pairs.parquet")
+    commands["parquet file"] = (str(tmp_path), [*TRAIN, "--dataset", "data/pairs.parquet"])
 
     results = run_commands(commands, tmp_path)
     for name, (_, _, message) in BAD_TRAIN_DATA.items():
@@ -292,6 +294,10 @@ def test_bad_data_fail_train_with_one_line_exit_1_and_nothing_written(tmp_path):
         assert not (folder / "runs").exists(), (name, sorted(p.name for p in folder.rglob("*")))
     assert results["parquet file"]["code"] == 0, results["parquet file"]["stderr"][-3000:]
     assert (tmp_path / "runs" / "run" / "model.safetensors").is_file()
+    # Named as a local file, not taken for a Hub id ("data/pairs.parquet" has the owner/name shape).
+    metrics = json.loads((tmp_path / "runs" / "run" / "metrics.json").read_text())
+    assert metrics["dataset"] == "pairs.parquet (local file)" and metrics["train_samples"] == 28
+    assert "datasets:" not in (tmp_path / "runs" / "run" / "README.md").read_text().split("---")[1]  # no Hub link
 
 
 def test_the_real_command_exits_1_with_the_same_line(tmp_path):
