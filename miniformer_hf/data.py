@@ -45,12 +45,15 @@ from .tasks import (
     number_in_words,
 )
 from .text_pairs import (
+    CSV_SUFFIXES,
     JSON_SUFFIXES,
     MAX_TEXT_CHARACTERS,
     TEXT_PAIR_SUFFIXES,
     hold_out,
     load_text_pairs,
+    read_csv_rows,
     read_json_rows,
+    read_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -238,12 +241,14 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 
 def _is_reading_failure(error: BaseException) -> bool:
-    """An error of `datasets` or pyarrow reading a data file (not of the request itself)."""
+    """An error of `datasets`, pyarrow or pandas reading a data file (not of the request itself); a stream
+    meets them unwrapped, as it reads."""
     import pyarrow
     from datasets.exceptions import DatasetGenerationError
     from datasets.table import CastError
+    from pandas.errors import ParserError
 
-    failures = (DatasetGenerationError, CastError, pyarrow.ArrowException)
+    failures = (DatasetGenerationError, CastError, pyarrow.ArrowException, ParserError, UnicodeDecodeError)
     return any(isinstance(cause, failures) for cause in _causes(error))
 
 
@@ -255,29 +260,32 @@ def _local_file(name: str, file: str) -> str:
     return file
 
 
-def _first_bad_json_line(name: str, files: Sequence[str]) -> DataError | None:
-    """The first line of a local JSON/JSONL data file (the failing ones, else all under ``name``) that
-    is not valid JSON, as a `DataError` naming the file and line."""
+def _first_bad_line(name: str, files: Sequence[str]) -> DataError | None:
+    """The first malformed line of a local JSON, JSON Lines, CSV or TSV data file (the failing ones,
+    else all under ``name``), read as ``--train-file`` reads them, as a `DataError` naming the file
+    and line: datasets' own readers say "row 20" of a batch, or "row 2" counted from 0, or nothing."""
+    readable = JSON_SUFFIXES + CSV_SUFFIXES
     candidates = [file for file in files if os.path.isfile(file)]
     if not candidates and os.path.isdir(name):
         candidates = sorted(
             os.path.join(folder, file)
             for folder, subfolders, filenames in os.walk(name)
             for file in filenames
-            if not file.startswith(".") and os.path.splitext(file)[1].lower() in JSON_SUFFIXES
+            if not file.startswith(".") and os.path.splitext(file)[1].lower() in readable
         )
     for file in candidates:
         suffix = os.path.splitext(file)[1].lower()
-        if suffix not in JSON_SUFFIXES:
+        if suffix not in readable or os.path.getsize(file) == 0:
             continue
+        shown = _local_file(name, file)
         try:
-            with open(file, encoding="utf-8-sig") as handle:
-                text = handle.read()
-            for _ in read_json_rows(_local_file(name, file), suffix, text):
+            text = read_text(shown)
+            rows = read_json_rows(shown, suffix, text) if suffix in JSON_SUFFIXES else read_csv_rows(shown, suffix, text, ())
+            for _ in rows:
                 pass
         except DataError as error:
             return error
-        except (OSError, UnicodeDecodeError):
+        except OSError:
             continue
     return None
 
@@ -297,7 +305,7 @@ def _reading_error(name: str, error: BaseException, files: Sequence[str]) -> Dat
             "the same column names in the files of every split (train, validation, test): rename the columns of "
             "one of them",
         )
-    bad_line = _first_bad_json_line(name, files)
+    bad_line = _first_bad_line(name, files)
     if bad_line is not None:
         return bad_line
     return DataError(

@@ -21,12 +21,15 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from .errors import DataError
 
 __all__ = [
+    "CSV_SUFFIXES",
     "JSON_SUFFIXES",
     "MAX_TEXT_CHARACTERS",
     "TEXT_PAIR_SUFFIXES",
     "hold_out",
     "load_text_pairs",
+    "read_csv_rows",
     "read_json_rows",
+    "read_text",
 ]
 
 # A runaway line fails at once instead of after minutes: the model's positional table holds 1,024
@@ -34,12 +37,13 @@ __all__ = [
 MAX_TEXT_CHARACTERS = 100_000
 
 JSON_SUFFIXES = (".jsonl", ".json")
+CSV_SUFFIXES = (".csv", ".tsv")
 _CSV_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _QUOTING_EXAMPLES = {".csv": '"hello, world","bonjour, monde"', ".tsv": "a tab inside a field, quoted"}
 TEXT_PAIR_SUFFIXES = JSON_SUFFIXES + tuple(_CSV_DELIMITERS)
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
     if not os.path.exists(path):
         raise DataError(path, "file not found", "an existing .jsonl, .json, .csv or .tsv file (check the path)")
     if not os.path.isfile(path):
@@ -106,7 +110,7 @@ def read_json_rows(path: str, suffix: str, text: str) -> Iterable[tuple[str, obj
 
 
 
-def _read_csv_rows(path: str, suffix: str, text: str, columns: Sequence[str]) -> Iterable[tuple[str, dict[str, str]]]:
+def read_csv_rows(path: str, suffix: str, text: str, columns: Sequence[str]) -> Iterable[tuple[str, dict[str, str]]]:
     """Yield (location, row) for each record of a CSV/TSV file after its header row.
 
     A record must have exactly one field per header column: an unquoted delimiter inside a text
@@ -168,7 +172,7 @@ def _read_pairs(path: str, source_column: str, target_column: str, with_origin: 
     if suffix not in TEXT_PAIR_SUFFIXES:
         problem = f"unsupported file extension {suffix or '(none)'!r}"
         raise DataError(path, problem, f"one of {list(TEXT_PAIR_SUFFIXES)}")
-    text = _read_text(path)
+    text = read_text(path)
     columns = (source_column, target_column)
     sources: list[str] = []
     targets: list[str] = []
@@ -177,7 +181,7 @@ def _read_pairs(path: str, source_column: str, target_column: str, with_origin: 
     if suffix in JSON_SUFFIXES:
         rows = read_json_rows(path, suffix, text)
     else:
-        rows = _read_csv_rows(path, suffix, text, columns)
+        rows = read_csv_rows(path, suffix, text, columns)
     for where, row in rows:
         if not isinstance(row, dict):
             raise DataError(path, f"{where} is a JSON {type(row).__name__}", f"an object with keys {list(columns)}")

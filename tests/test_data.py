@@ -371,3 +371,19 @@ def test_a_saved_dataset_without_train_names_its_splits_and_unused_splits_are_no
         load_dataset_pairs(str(tmp_path / "no-train"))
     DatasetDict(train=rows, extra=rows.select([])).save_to_disk(tmp_path / "extra")  # an empty split nobody uses
     assert len(load_dataset_pairs(str(tmp_path / "extra"), validation_split_percentage=20)["train"]) == 8
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"source,target\na,b\nhello, world,bonjour, monde\n", "line 3 has 4 field.s. but the header has 2"),
+        (b'source,target\na,b\n"c,d\ne,f\n', "line 3: a quoted field opens on this line and is never closed"),
+        (b"source,target\ncaf\xe9,coffee\na,b\n", "undecodable byte 0xe9 at byte offset 17"),
+    ],
+)
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_malformed_csv_in_a_dataset_folder_is_named_as_train_file_names_it(tmp_path, content, message, streaming):
+    (tmp_path / "pairs").mkdir()
+    (tmp_path / "pairs" / "train.csv").write_bytes(content)
+    with pytest.raises(DataError, match=f"pairs/train.csv: {message}"):
+        load_dataset_pairs(str(tmp_path / "pairs"), streaming=streaming)
