@@ -280,7 +280,10 @@ def _first_bad_line(name: str, files: Sequence[str]) -> DataError | None:
         shown = _local_file(name, file)
         try:
             text = read_text(shown)
-            rows = read_json_rows(shown, suffix, text) if suffix in JSON_SUFFIXES else read_csv_rows(shown, suffix, text, ())
+            if suffix in JSON_SUFFIXES:
+                rows = read_json_rows(shown, suffix, text)
+            else:
+                rows = read_csv_rows(shown, suffix, text, columns=())
             for _ in rows:
                 pass
         except DataError as error:
