@@ -22,15 +22,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import os
-import re
-import shlex
-import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from .errors import MiniformerError
+from .option_values import (  # noqa: F401  (parse_duration: importable here too)
+    NOT_GIVEN,
+    Choice,
+    Duration,
+    Flag,
+    Integer,
+    Invalid,
+    Kind,
+    Marks,
+    Number,
+    OptionError,
+    Text,
+    Threads,
+    flag_name,
+    parse_duration,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,284 +123,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 MAX_PARAMETERS = 2_000_000_000
 
 
-# ---------------------------------------------------------------------------------------------
-# "Not given" and the error that names parameters
-# ---------------------------------------------------------------------------------------------
-
-
-class _NotGiven:
-    """The value of an option the caller did not set (falsy, so ``if options.dataset`` still reads well)."""
-
-    _instance: _NotGiven | None = None
-
-    def __new__(cls) -> _NotGiven:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return "NOT_GIVEN"
-
-    def __reduce__(self) -> str:
-        return "NOT_GIVEN"
-
-
-NOT_GIVEN: Any = _NotGiven()
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _shell_text(value: Any) -> str:
-    """A value as one would type it after its flag: ``5m``, ``''``, ``0.5 1.0``."""
-    if isinstance(value, (list, tuple)):
-        return " ".join(_shell_text(item) for item in value)
-    if isinstance(value, str):
-        return shlex.quote(value)
-    return str(value)
-
-
-class OptionError(MiniformerError):
-    """An option, or a combination of options, that a run cannot use; ``exit_code`` 2 (usage).
-
-    The message is a template whose ``{name}`` names a parameter and ``{name=}`` a parameter with its
-    value; other fields are plain values. ``str(error)`` spells parameters as Python does
-    (``max_steps=0``); `on_command_line` returns the same error spelled with flags (``--max-steps 0``).
-    ``parameters`` lists the parameters the message names.
-    """
-
-    exit_code = 2
-
-    def __init__(self, template: str, *, command_line: bool = False, **values: Any):
-        self.template = template
-        self.values = values
-        self.command_line = command_line
-        self.parameters = tuple(
-            field.rstrip("=") for _, field, _, _ in string.Formatter().parse(template) if field and _is_option(field)
-        )
-        super().__init__(self._render())
-
-    def on_command_line(self) -> OptionError:
-        """The same error, naming flags (``--max-steps 0``) instead of parameters (``max_steps=0``)."""
-        return OptionError(self.template, command_line=True, **self.values)
-
-    def _render(self) -> str:
-        parts = []
-        for literal, field, spec, _ in string.Formatter().parse(self.template):
-            parts.append(literal)
-            if field is None:
-                continue
-            name = field.rstrip("=")
-            if field.endswith("="):  # a parameter and its value
-                value = self.values[name]
-                parts.append(f"{_flag(name)} {_shell_text(value)}" if self.command_line else f"{name}={value!r}")
-            elif _is_option(name):
-                parts.append(_flag(name) if self.command_line else name)
-            else:
-                parts.append(format(self.values[name], spec))
-        return "".join(parts)
-
-
-def _is_option(field: str) -> bool:
-    return field.rstrip("=") in _FIELD_NAMES
-
-
-class _Invalid(Exception):
-    """What is wrong with one value, said after the value: ``is not positive; expected a positive integer``.
-    ``shown`` is the value to print before it (the text typed on the command line, or the Python value);
-    NOT_GIVEN prints the name alone (``output_dir is empty; ...``)."""
-
-    def __init__(self, problem: str, shown: Any = NOT_GIVEN):
-        super().__init__(problem)
-        self.problem = problem
-        self.shown = shown
-
-    def error(self, name: str) -> OptionError:
-        if self.shown is NOT_GIVEN:
-            return OptionError("{%s} %s" % (name, _escape(self.problem)))
-        return OptionError("{%s=} %s" % (name, _escape(self.problem)), **{name: self.shown})
-
-
-def _escape(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Kinds of values: each converts command-line text and checks a value, the same check for both
-# ---------------------------------------------------------------------------------------------
-
-
-class _Kind:
-    """Which values an option accepts. `from_text` converts what was typed after the flag; `check`
-    checks (and normalises) a value from either side, raising `_Invalid`."""
-
-    def from_text(self, text: str) -> Any:
-        return text
-
-    def check(self, value: Any) -> Any:
-        return value
-
-    def parse(self, text: str) -> Any:
-        """What argparse stores for one typed word."""
-        return self.check(self.from_text(text))
-
-
-class _Integer(_Kind):
-    def __init__(self, low: int, expected: str, high: int | None = None):
-        self.low, self.high, self.expected = low, high, expected
-
-    def from_text(self, text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise _Invalid(f"is not an integer; expected {self.expected}", text) from None
-
-    def check(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"is not an integer; expected {self.expected}", value)
-        if value < self.low:
-            problem = "is not positive" if self.low == 1 else "is negative" if self.low == 0 else "is too small"
-            raise _Invalid(f"{problem}; expected {self.expected}", value)
-        if self.high is not None and value > self.high:
-            raise _Invalid(f"is too large; expected {self.expected}", value)
-        return value
-
-
-class _Threads(_Integer):
-    def __init__(self):
-        super().__init__(1, "a positive integer")
-
-    def check(self, value: Any) -> int:
-        value = super().check(value)
-        limit = 4 * (os.cpu_count() or 1)
-        if value > limit:
-            raise _Invalid(
-                f"is more than this machine can use ({os.cpu_count()} CPUs); expected at most {limit}", value
-            )
-        return value
-
-
-class _Number(_Kind):
-    """A finite float in [low, high) (``low_open``: (low, high)); NaN and infinity are refused."""
-
-    def __init__(self, expected: str, low: float | None = None, high: float | None = None, low_open: bool = False):
-        self.expected, self.low, self.high, self.low_open = expected, low, high, low_open
-
-    def from_text(self, text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise _Invalid(f"is not a number; expected {self.expected}", text) from None
-
-    def check(self, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Invalid(f"is not a number; expected {self.expected}", value)
-        value = float(value)
-        if not math.isfinite(value):
-            raise _Invalid(f"is not a finite number; expected {self.expected}", value)
-        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-        if too_low or (self.high is not None and value >= self.high):
-            problem = "is not positive" if (self.low == 0 and self.low_open and self.high is None) else "is out of range"
-            raise _Invalid(f"{problem}; expected {self.expected}", value)
-        return value
-
-
-class _Text(_Kind):
-    """A non-empty string (an unset shell variable gives ``--dataset ''``, which must not mean "no dataset")."""
-
-    def __init__(self, expected: str):
-        self.expected = expected
-
-    def check(self, value: Any) -> str:
-        if not isinstance(value, str):
-            raise _Invalid(f"is not a string; expected {self.expected}", value)
-        if not value.strip():
-            shown = NOT_GIVEN if value == "" else value
-            raise _Invalid(f"is empty; expected {self.expected} (is a shell variable unset?)", shown)
-        return value
-
-
-class _Choice(_Kind):
-    def __init__(self, choices: Iterable[str]):
-        self.choices = tuple(choices)
-
-    def check(self, value: Any) -> str:
-        if value not in self.choices:
-            raise _Invalid(f"is unknown; expected one of {', '.join(self.choices)}", value)
-        return value
-
-
-class _Flag(_Kind):
-    def check(self, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise _Invalid("is not True or False; expected a bool", value)
-        return value
-
-
-_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d*)?|\.\d+)h)?(?:(?P<m>\d+(?:\.\d*)?|\.\d+)m)?(?:(?P<s>\d+(?:\.\d*)?|\.\d+)s)?")
-_DURATION_EXPECTED = "a duration such as 90s, 5m, 1h30m or 1.5h (a bare number is seconds)"
-
-
-class _Duration(_Kind):
-    """Wall time in seconds, from ``90s`` / ``5m`` / ``1h30m`` / ``1.5h`` / ``300``."""
-
-    def from_text(self, text: str) -> float:
-        compact = text.strip().lower().replace(" ", "")
-        if not compact:
-            raise _Invalid(f"is empty; expected {_DURATION_EXPECTED}")
-        try:
-            return float(compact)  # a bare number of seconds ("nan"/"inf" are refused by check)
-        except ValueError:
-            pass
-        match = _DURATION.fullmatch(compact)
-        if match is None or not any(match.groupdict().values()):
-            raise _Invalid(f"is not a duration; expected {_DURATION_EXPECTED}", text)
-        hours, minutes, seconds = (float(match.group(unit) or 0) for unit in "hms")
-        return hours * 3600 + minutes * 60 + seconds
-
-    def check(self, value: Any) -> float:
-        if isinstance(value, str):
-            value = self.from_text(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Invalid(f"is not a duration; expected {_DURATION_EXPECTED}", value)
-        if not math.isfinite(value) or value <= 0:
-            raise _Invalid(f"is not a positive finite duration; expected {_DURATION_EXPECTED}", value)
-        return float(value)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``90s``, ``5m``, ``1h30m``, ``1.5h``, or a bare number of seconds (``300``).
-
-    Raises ``ValueError`` for anything else, including zero, negative, NaN and infinite durations.
-    """
-    try:
-        return _Duration().parse(text)
-    except _Invalid as invalid:
-        raise ValueError(f"{text!r} {invalid.problem}") from None
-
-
-class _Marks(_Kind):
-    """One or more positive finite numbers of seconds (``--eval-at-seconds 30 60``)."""
-
-    _each = _Number("positive numbers of seconds", low=0, low_open=True)
-
-    def parse(self, text: str) -> float:  # argparse calls it once per word (nargs="+")
-        return self._each.parse(text)
-
-    def check(self, value: Any) -> list[float]:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise _Invalid("is not a list of seconds; expected positive numbers of seconds", value)
-        marks = [self._each.check(mark) for mark in value]
-        if not marks:
-            raise _Invalid("is empty; expected one or more positive numbers of seconds")
-        return marks
-
-
-_POSITIVE = _Integer(1, "a positive integer")
+_POSITIVE = Integer(1, "a positive integer")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +134,7 @@ _POSITIVE = _Integer(1, "a positive integer")
 def _option(
     default: Any,
     help: str,
-    kind: _Kind,
+    kind: Kind,
     *,
     group: str | None,
     metavar: str | None = None,
@@ -453,17 +187,17 @@ class TrainOptions:
     # data
     task: str | None = _option(
         None, "built-in task, generated locally (default: {default}, unless --train-file is given)",
-        _Choice(TASK_NAMES), group=_DATA, **_MATCH,
+        Choice(TASK_NAMES), group=_DATA, **_MATCH,
     )  # fmt: skip
     train_file: str | None = _option(
-        None, "your own training pairs: .jsonl, .json, .csv or .tsv", _Text("a data file"), group=_DATA, **_MATCH
+        None, "your own training pairs: .jsonl, .json, .csv or .tsv", Text("a data file"), group=_DATA, **_MATCH
     )
     validation_file: str | None = _option(
         None, "validation pairs (default: 10%% of --train-file is held out; used for periodic evaluation)",
-        _Text("a data file"), group=_DATA, **_MATCH,
+        Text("a data file"), group=_DATA, **_MATCH,
     )  # fmt: skip
     test_file: str | None = _option(
-        None, "held-out pairs for the final evaluation (default: the validation split)", _Text("a data file"),
+        None, "held-out pairs for the final evaluation (default: the validation split)", Text("a data file"),
         group=_DATA, **_MATCH,
     )  # fmt: skip
     num_train: int | None = _option(
@@ -473,58 +207,58 @@ class TrainOptions:
     dataset: str | None = _option(
         None, "a datasets/Hub dataset: a Hub repo id (wmt/wmt14), a local dataset folder or a save_to_disk folder; "
         "its train, validation and test splits are used as named",
-        _Text("a Hub repo id or a dataset folder"), group=_DATA, metavar="NAME", **_MATCH,
+        Text("a Hub repo id or a dataset folder"), group=_DATA, metavar="NAME", **_MATCH,
     )  # fmt: skip
     dataset_config: str | None = _option(
-        None, "the dataset's configuration (e.g. de-en)", _Text("a configuration name such as de-en"),
+        None, "the dataset's configuration (e.g. de-en)", Text("a configuration name such as de-en"),
         group=_DATA, metavar="CONFIG", **_MATCH,
     )  # fmt: skip
     dataset_revision: str | None = _option(
-        None, "a branch, tag or commit of the Hub dataset", _Text("a branch, tag or commit"),
+        None, "a branch, tag or commit of the Hub dataset", Text("a branch, tag or commit"),
         group=_DATA, metavar="REV", **_MATCH,
     )  # fmt: skip
     source_lang: str | None = _option(
         None, "with a 'translation' column of {language: text}: the source language key (e.g. en)",
-        _Text("a language key such as en"), group=_DATA, **_MATCH,
+        Text("a language key such as en"), group=_DATA, **_MATCH,
     )  # fmt: skip
     target_lang: str | None = _option(
-        None, "with a 'translation' column: the target language key (e.g. de)", _Text("a language key such as de"),
+        None, "with a 'translation' column: the target language key (e.g. de)", Text("a language key such as de"),
         group=_DATA, **_MATCH,
     )  # fmt: skip
     validation_split_percentage: float = _option(
         5, "percent of --dataset's train split held out for validation when it has no validation split "
-        "(default {default})", _Number("a percentage in [0, 100), such as 5", low=0, high=100),
+        "(default {default})", Number("a percentage in [0, 100), such as 5", low=0, high=100),
         group=_DATA, metavar="PERCENT", **_MATCH,
     )  # fmt: skip
     streaming: bool = _option(
         False, "read --dataset's train split as a stream instead of loading it (corpora larger than memory); needs "
         "--max-steps or --max-time; without a validation split the first --eval-samples pairs are held out",
-        _Flag(), group=_DATA, action="store_true", **_MATCH,
+        Flag(), group=_DATA, action="store_true", **_MATCH,
     )  # fmt: skip
     tokenizer_sample: int = _option(
         100_000, "with --streaming: train the tokenizer on the first N pairs of the stream (default {default})",
         _POSITIVE, group=_DATA, metavar="N", **_MATCH,
     )  # fmt: skip
     source_column: str = _option(
-        "source", "column (or JSON key) holding the input text (default: {default})", _Text("a column name"),
+        "source", "column (or JSON key) holding the input text (default: {default})", Text("a column name"),
         group=_DATA, **_MATCH,
     )  # fmt: skip
     target_column: str = _option(
-        "target", "column (or JSON key) holding the output text (default: {default})", _Text("a column name"),
+        "target", "column (or JSON key) holding the output text (default: {default})", Text("a column name"),
         group=_DATA, **_MATCH,
     )  # fmt: skip
 
     # tokenizer
     tokenizer: str = _option(
         "char", "tokenizer trained on the training text: char (one token per character; default) or bpe "
-        "(byte-level BPE)", _Choice(TOKENIZER_KINDS), group="tokenizer", **_MATCH,
+        "(byte-level BPE)", Choice(TOKENIZER_KINDS), group="tokenizer", **_MATCH,
     )  # fmt: skip
     vocab_size: int = _option(
         2000, "BPE vocabulary size (default {default}; ignored for char)", _POSITIVE, group="tokenizer", **_MATCH
     )
 
     # model
-    size: str = _option("seed", _SIZE_HELP, _Choice(sorted(MODEL_SIZES)), group="model", **_MATCH)
+    size: str = _option("seed", _SIZE_HELP, Choice(sorted(MODEL_SIZES)), group="model", **_MATCH)
     d_model: int | None = _option(None, "width d_model (overrides --size)", _POSITIVE, group="model", **_MATCH)
     n_heads: int | None = _option(None, "attention heads h (overrides --size)", _POSITIVE, group="model", **_MATCH)
     n_layers: int | None = _option(None, "layers N per stack (overrides --size)", _POSITIVE, group="model", **_MATCH)
@@ -532,7 +266,7 @@ class TrainOptions:
         None, "feed-forward inner width d_ff (overrides --size)", _POSITIVE, group="model", **_MATCH
     )
     dropout: float | None = _option(
-        None, "P_drop (overrides --size; default 0.1)", _Number("a probability in [0, 1)", low=0, high=1),
+        None, "P_drop (overrides --size; default 0.1)", Number("a probability in [0, 1)", low=0, high=1),
         group="model", **_MATCH,
     )  # fmt: skip
 
@@ -543,54 +277,54 @@ class TrainOptions:
     )  # fmt: skip
     epochs: float | None = _option(
         None, "train for this many passes over the data instead of --max-steps",
-        _Number("a positive number", low=0, low_open=True), group="optimisation", exclusive="length",
+        Number("a positive number", low=0, low_open=True), group="optimisation", exclusive="length",
     )  # fmt: skip
     max_time: float | None = _option(
         None, "train for this much training time instead of --max-steps: 90s, 5m, 1h30m, 1.5h (a bare number is "
         "seconds); the learning-rate schedule is sized so that it ends at the limit",
-        _Duration(), group="optimisation", metavar="DURATION", exclusive="length", **_MATCH,
+        Duration(), group="optimisation", metavar="DURATION", exclusive="length", **_MATCH,
     )  # fmt: skip
     batch_size: int = _option(96, "examples per step (default {default})", _POSITIVE, group="optimisation")
     learning_rate: float | None = _option(
         None, "peak learning rate (default {default}; with --schedule paper it is d_model^-0.5 * warmup^-0.5 and "
-        "this flag is refused)", _Number("a positive number", low=0, low_open=True), group="optimisation",
+        "this flag is refused)", Number("a positive number", low=0, low_open=True), group="optimisation",
     )  # fmt: skip
     schedule: str = _option(
         "linear", "learning-rate schedule: linear (warmup, then linear decay to zero at the last step; default), "
         "inverse_sqrt (warmup then ~1/sqrt(step), the paper's shape), paper (§5.3 exactly, Adam beta2 0.98 "
-        "eps 1e-9), cosine, constant, constant_with_warmup", _Choice(SCHEDULES), group="optimisation",
+        "eps 1e-9), cosine, constant, constant_with_warmup", Choice(SCHEDULES), group="optimisation",
     )  # fmt: skip
     warmup_steps: int | None = _option(
         None, "linear warmup steps (default {default}; %d with --schedule paper)" % PAPER_WARMUP_STEPS,
-        _Integer(0, "an integer >= 0"), group="optimisation",
+        Integer(0, "an integer >= 0"), group="optimisation",
     )  # fmt: skip
     label_smoothing: float = _option(
-        0.1, "label smoothing epsilon (default {default}, §5.4)", _Number("a probability in [0, 1)", low=0, high=1),
+        0.1, "label smoothing epsilon (default {default}, §5.4)", Number("a probability in [0, 1)", low=0, high=1),
         group="optimisation",
     )  # fmt: skip
     group_by_length: bool = _option(
         True, "sort examples by source length within random pools of 4 batches: less padding (a step of the "
         "default run costs about 30%% less) with batches still mixed (default: on; --no-group-by-length for "
-        "fully random batches)", _Flag(), group="optimisation", action="boolean_optional",
+        "fully random batches)", Flag(), group="optimisation", action="boolean_optional",
     )  # fmt: skip
     tokens_per_batch: int | None = _option(
         None, "batch by token count instead of --batch-size: similar-length pairs together, at most TOKENS padded "
         "tokens per side (the paper: 25000)", _POSITIVE, group="optimisation", metavar="TOKENS", **_MATCH,
     )  # fmt: skip
-    recipe: str | None = _option(None, _RECIPE_HELP, _Choice(sorted(RECIPES)), group="optimisation", **_MATCH)
+    recipe: str | None = _option(None, _RECIPE_HELP, Choice(sorted(RECIPES)), group="optimisation", **_MATCH)
     seed: int = _option(
         0, "random seed for initialisation, data order and dropout (default {default})",
-        _Integer(0, "an integer in [0, 2**32 - 1]", high=2**32 - 1), group="optimisation", **_MATCH,
+        Integer(0, "an integer in [0, 2**32 - 1]", high=2**32 - 1), group="optimisation", **_MATCH,
     )  # fmt: skip
     threads: int | None = _option(
         None, "CPU threads for PyTorch (default: every core this process may use, at most 4; use 1 on a machine "
-        "busy with other work)", _Threads(), group="optimisation",
+        "busy with other work)", Threads(), group="optimisation",
     )  # fmt: skip
 
     # evaluation and output
     output_dir: str | None = _option(
         None, "run folder to write (default runs/<task or train-file name>)",
-        _Text("a folder name such as runs/dates"), group="evaluation and output",
+        Text("a folder name such as runs/dates"), group="evaluation and output",
     )  # fmt: skip
     eval_steps: int = _option(
         500, "evaluate and save a checkpoint every this many steps (default {default})", _POSITIVE,
@@ -610,10 +344,10 @@ class TrainOptions:
     )  # fmt: skip
     eval_at_seconds: list[float] | None = _option(
         None, "also measure test exact match when training time (evaluation excluded) reaches these marks; for "
-        "benchmarks", _Marks(), group="evaluation and output", nargs="+", metavar="SECONDS",
+        "benchmarks", Marks(), group="evaluation and output", nargs="+", metavar="SECONDS",
     )  # fmt: skip
     no_visualize: bool = _option(
-        False, "skip the attention visualization of a held-out example", _Flag(), group="evaluation and output",
+        False, "skip the attention visualization of a held-out example", Flag(), group="evaluation and output",
         action="store_true",
     )  # fmt: skip
     num_beams: int = _option(
@@ -622,7 +356,7 @@ class TrainOptions:
     )  # fmt: skip
     length_penalty: float = _option(
         1.0, "beam search length penalty alpha (default {default}; the paper's 0.6 with --recipe paper)",
-        _Number("a finite number such as 0.6"), group="evaluation and output",
+        Number("a finite number such as 0.6"), group="evaluation and output",
     )  # fmt: skip
     max_new_tokens_over_input: int | None = _option(
         None, "let outputs run to input length + N tokens (the paper's 50), for evaluation and generate",
@@ -636,15 +370,15 @@ class TrainOptions:
 
     # the run folder, and the command's output
     resume: bool = _option(
-        False, "continue an interrupted (or finished) run in --output-dir from its last checkpoint", _Flag(),
+        False, "continue an interrupted (or finished) run in --output-dir from its last checkpoint", Flag(),
         group=None, action="store_true", exclusive="state",
     )  # fmt: skip
     overwrite: bool = _option(
-        False, "replace an existing run folder (only once the new run has finished)", _Flag(), group=None,
+        False, "replace an existing run folder (only once the new run has finished)", Flag(), group=None,
         action="store_true", exclusive="state",
     )  # fmt: skip
     quiet: bool = _option(
-        False, "no progress bars or log lines, only the final summary", _Flag(), group=None, action="store_true",
+        False, "no progress bars or log lines, only the final summary", Flag(), group=None, action="store_true",
         flags=("-q", "--quiet"),
     )  # fmt: skip
 
@@ -700,14 +434,14 @@ class _ArgumentType:
     """argparse's ``type`` for one option: converts and checks the typed text with the option's kind, and
     refuses a bad value with the message `resolve` would give (``--max-steps 0 is not positive; ...``)."""
 
-    def __init__(self, name: str, kind: _Kind):
+    def __init__(self, name: str, kind: Kind):
         self.name, self.kind = name, kind
         self.__name__ = name
 
     def __call__(self, text: str) -> Any:
         try:
             return self.kind.parse(text)
-        except _Invalid as invalid:
+        except Invalid as invalid:
             raise argparse.ArgumentError(None, str(invalid.error(self.name).on_command_line())) from None
 
 
@@ -739,14 +473,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
             kwargs["action"] = "store_true"
         elif meta["action"] == "boolean_optional":
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif isinstance(meta["kind"], _Choice):
+        elif isinstance(meta["kind"], Choice):
             kwargs["choices"] = meta["kind"].choices
         else:
             kwargs["type"] = _ArgumentType(name, meta["kind"])
         for key in ("metavar", "nargs"):
             if meta[key] is not None:
                 kwargs[key] = meta[key]
-        container.add_argument(*(meta["flags"] or (_flag(name),)), **kwargs)
+        container.add_argument(*(meta["flags"] or (flag_name(name),)), **kwargs)
     return parser
 
 
@@ -805,7 +539,7 @@ def _checked(name: str, value: Any) -> Any:
         return None
     try:
         return _FIELDS[name].metadata["kind"].check(value)
-    except _Invalid as invalid:
+    except Invalid as invalid:
         raise invalid.error(name) from None
 
 
