@@ -450,11 +450,16 @@ def _help(name: str) -> str:
     return _FIELDS[name].metadata["help"].replace("{default}", str(default))
 
 
+_READ_BY_THE_COMMAND_LINE = ("quiet",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add every option of `TrainOptions` to ``parser``, in the table's order and groups.
 
     No argument has a default (argparse.SUPPRESS): an option whose flag is not typed stays out of the
-    namespace, which is how `TrainOptions.from_namespace` knows what was given.
+    namespace, which is how `TrainOptions.from_namespace` knows what was given. The exception is
+    ``quiet``, which the command line reads before any command runs (it decides the logging); it takes
+    part in no recipe and no rule, so "given" does not matter for it.
     """
     groups: dict[str | None, Any] = {None: parser}
     exclusive: dict[tuple[str | None, str], Any] = {}
@@ -468,7 +473,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
             if key not in exclusive:
                 exclusive[key] = container.add_mutually_exclusive_group()
             container = exclusive[key]
-        kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=_help(name))
+        default = meta["default"] if name in _READ_BY_THE_COMMAND_LINE else argparse.SUPPRESS
+        kwargs: dict[str, Any] = dict(dest=name, default=default, help=_help(name))
         if meta["action"] == "store_true":
             kwargs["action"] = "store_true"
         elif meta["action"] == "boolean_optional":

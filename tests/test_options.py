@@ -50,8 +50,8 @@ def usage_error(argv: list[str], capsys) -> str:
 def test_every_field_is_one_flag_and_every_flag_one_field():
     actions = [action for action in parser()._actions if action.dest != "help"]
     assert [action.dest for action in actions] == [field.name for field in dataclasses.fields(TrainOptions)]
-    for action in actions:
-        assert action.default is argparse.SUPPRESS  # the default lives in the table, nowhere else
+    for action in actions:  # the default lives in the table, nowhere else (quiet: cli reads it before the command)
+        assert action.default is (False if action.dest == "quiet" else argparse.SUPPRESS)
         assert action.help, action.option_strings
     assert "--max-time" in parser()._option_string_actions and "-q" in parser()._option_string_actions
 
@@ -83,12 +83,12 @@ def test_the_help_shows_the_tables_defaults(capsys):
 
 
 def test_no_flag_means_nothing_given_and_flags_give_the_same_options_as_keywords():
-    assert parse().given == frozenset()
+    assert parse().given == {"quiet"} and parse().quiet is False
     assert parse("--schedule", "linear", "--no-group-by-length", "-q").given == {"schedule", "group_by_length", "quiet"}
     typed = parse("--task", "copy", "--max-time", "1h30m", "--eval-at-seconds", "60", "90.5", "--dropout", "0",
                   "--no-group-by-length", "--streaming", "--resume")  # fmt: skip
     assert typed == TrainOptions(task="copy", max_time=5400.0, eval_at_seconds=[60.0, 90.5], dropout=0.0,
-                                 group_by_length=False, streaming=True, resume=True)  # fmt: skip
+                                 group_by_length=False, streaming=True, resume=True, quiet=False)  # fmt: skip
 
 
 def test_resolve_fills_the_defaults_and_a_plan_resolves_to_itself():

@@ -12,13 +12,6 @@ from pathlib import Path
 
 from ..options import OptionError, TrainOptions, add_arguments as add_option_arguments, resolve
 
-HELP = "train a model and write a run folder"
-DESCRIPTION = (
-    "Train a Miniformer. With no arguments: the seed-size model on the built-in date task "
-    "(dates in words in 12 locales -> ISO), about 3 minutes on 2 CPU cores."
-)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Every option of `TrainOptions`, as a flag (``--max-steps`` for ``max_steps``)."""
     return add_option_arguments(parser)
