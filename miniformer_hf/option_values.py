@@ -160,8 +160,14 @@ class Kind:
         return value
 
     def parse(self, text: str) -> Any:
-        """What argparse stores for one typed word."""
-        return self.check(self.from_text(text))
+        """What argparse stores for one typed word; a refusal shows the word as it was typed."""
+        value = self.from_text(text)
+        try:
+            return self.check(value)
+        except Invalid as invalid:
+            if invalid.shown is not NOT_GIVEN:
+                invalid.shown = text
+            raise
 
 
 class Integer(Kind):
