@@ -267,7 +267,8 @@ DURATION_EXPECTED = "a duration such as 90s, 5m, 1h30m or 1.5h (a bare number is
 
 
 class Duration(Kind):
-    """Wall time in seconds, from ``90s`` / ``5m`` / ``1h30m`` / ``1.5h`` / ``300``."""
+    """Wall time in seconds, from ``90s`` / ``5m`` / ``1h30m`` / ``1.5h`` / ``300`` (or, in Python, a number
+    of seconds or a ``datetime.timedelta``)."""
 
     def from_text(self, text: str) -> float:
         compact = text.strip().lower().replace(" ", "")
@@ -286,6 +287,8 @@ class Duration(Kind):
     def check(self, value: Any) -> float:
         if isinstance(value, str):
             value = self.from_text(value)
+        elif hasattr(value, "total_seconds"):  # a datetime.timedelta
+            value = value.total_seconds()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise Invalid(f"is not a duration; expected {DURATION_EXPECTED}", value)
         if not math.isfinite(value) or value <= 0:

@@ -14,7 +14,8 @@ turns options into the plan a run follows: it applies the recipe, checks every v
 between options once, and fills the defaults. Its `OptionError` names parameters as Python spells them
 (``max_steps=0``); `OptionError.on_command_line` spells the same message with flags (``--max-steps 0``).
 
-This module imports only the standard library, so ``miniformer train --help`` answers at once.
+It imports only the standard library (and `option_values`, the kinds of values), so ``miniformer train
+--help`` answers at once.
 """
 
 from __future__ import annotations

@@ -82,6 +82,9 @@ def test_each_kind_refuses_with_what_it_expected(kind, value, problem):
 
 
 def test_parse_duration_speaks_plain_value_errors():
+    import datetime
+
     assert parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
+    assert Duration().check(datetime.timedelta(minutes=5)) == 300.0
     with pytest.raises(ValueError, match="'soon' is not a duration"):
         parse_duration("soon")
