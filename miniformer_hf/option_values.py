@@ -225,7 +225,8 @@ class Number(Kind):
             raise Invalid(f"is not a finite number; expected {self.expected}", value)
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         if too_low or (self.high is not None and value >= self.high):
-            problem = "is not positive" if (self.low == 0 and self.low_open and self.high is None) else "is out of range"
+            positive_only = self.low == 0 and self.low_open and self.high is None
+            problem = "is not positive" if positive_only else "is out of range"
             raise Invalid(f"{problem}; expected {self.expected}", value)
         return value
 
@@ -262,7 +263,8 @@ class Flag(Kind):
         return value
 
 
-_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d*)?|\.\d+)h)?(?:(?P<m>\d+(?:\.\d*)?|\.\d+)m)?(?:(?P<s>\d+(?:\.\d*)?|\.\d+)s)?")
+_AMOUNT = r"(?:\d+(?:\.\d*)?|\.\d+)"  # 5, 1.5, 1., .5
+_DURATION = re.compile(rf"(?:(?P<h>{_AMOUNT})h)?(?:(?P<m>{_AMOUNT})m)?(?:(?P<s>{_AMOUNT})s)?")  # in that order
 DURATION_EXPECTED = "a duration such as 90s, 5m, 1h30m or 1.5h (a bare number is seconds)"
 
 

@@ -534,7 +534,8 @@ def resolve(options: TrainOptions | None = None, /, **overrides: Any) -> TrainOp
     if values["learning_rate"] is None and values["schedule"] != "paper":
         values["learning_rate"] = _CHOSEN_DEFAULTS["learning_rate"]
     if values["warmup_steps"] is None:
-        values["warmup_steps"] = PAPER_WARMUP_STEPS if values["schedule"] == "paper" else _CHOSEN_DEFAULTS["warmup_steps"]
+        paper = values["schedule"] == "paper"
+        values["warmup_steps"] = PAPER_WARMUP_STEPS if paper else _CHOSEN_DEFAULTS["warmup_steps"]
     plan = TrainOptions(**values)
     model_sizes(plan)  # d_model divisible by n_heads, and a size that fits
     return plan

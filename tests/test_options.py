@@ -93,7 +93,8 @@ def test_no_flag_means_nothing_given_and_flags_give_the_same_options_as_keywords
 
 def test_resolve_fills_the_defaults_and_a_plan_resolves_to_itself():
     plan = resolve()
-    assert (plan.max_steps, plan.learning_rate, plan.warmup_steps, plan.threads, plan.task) == (2000, 5e-3, 100, None, None)
+    filled = (plan.max_steps, plan.learning_rate, plan.warmup_steps, plan.threads, plan.task)
+    assert filled == (2000, 5e-3, 100, None, None)
     assert resolve(plan) == plan and plan.given == set(plan.to_dict())
     assert resolve(schedule="paper").learning_rate is None and resolve(schedule="paper").warmup_steps == 4000
     assert resolve(epochs=2).max_steps is None and resolve(max_time="5m").max_steps is None
@@ -105,7 +106,8 @@ def test_the_old_names_stay_importable():
     from miniformer_hf import runs
 
     assert opts.TrainingRunOptions is TrainOptions and runs.TrainingRunOptions is TrainOptions
-    for name in ("DEFAULTS", "MODEL_SIZES", "SCHEDULES", "TASK_NAMES", "TOKENIZER_KINDS", "RECIPES", "RESUME_MUST_MATCH"):
+    moved = ("DEFAULTS", "MODEL_SIZES", "SCHEDULES", "TASK_NAMES", "TOKENIZER_KINDS", "RECIPES", "RESUME_MUST_MATCH")
+    for name in moved:
         assert getattr(runs, name) is getattr(opts, name)
     assert "max_time" in opts.RESUME_MUST_MATCH and "seed" in opts.RESUME_MUST_MATCH
     assert "max_steps" not in opts.RESUME_MUST_MATCH  # a resumed run may train further
@@ -133,7 +135,8 @@ def test_help_and_bad_flags_import_nothing_heavy(tmp_path):
 
 
 def test_flags_given_at_their_default_value_win_over_the_recipe():
-    argv = ["--recipe", "paper", "--schedule", "linear", "--tokenizer", "char", "--num-beams", "1", "--average-last", "1"]
+    argv = ["--recipe", "paper", "--schedule", "linear", "--tokenizer", "char", "--num-beams", "1",
+            "--average-last", "1"]  # fmt: skip
     plan = resolve(parse(*argv))
     assert (plan.schedule, plan.tokenizer, plan.num_beams, plan.average_last) == ("linear", "char", 1, 1)
     assert (plan.tokens_per_batch, plan.vocab_size, plan.length_penalty, plan.max_new_tokens_over_input) == (
