@@ -11,6 +11,7 @@ It imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -106,6 +107,9 @@ class OptionError(MiniformerError):
     def on_command_line(self) -> OptionError:
         """The same error, naming flags (``--max-steps 0``) instead of parameters (``max_steps=0``)."""
         return OptionError(self.template, command_line=True, **self.values)
+
+    def __reduce__(self):  # pickled by its template, not its message (which may hold braces)
+        return functools.partial(OptionError, self.template, command_line=self.command_line, **self.values), ()
 
     def _render(self) -> str:
         parts = []

@@ -41,6 +41,8 @@ def test_the_error_names_parameters_in_python_and_flags_on_the_command_line():
     assert str(braces) == "dataset=\"{x} ''\" is odd"
     assert str(braces.on_command_line()) == "--dataset '{x} '\"'\"''\"'\"'' is odd"  # as a shell would take it
     assert flag_name("max_new_tokens_over_input") == "--max-new-tokens-over-input"
+    copied = pickle.loads(pickle.dumps(braces.on_command_line()))  # e.g. sent between processes
+    assert str(copied) == str(braces.on_command_line()) and copied.exit_code == 2
 
 
 @pytest.mark.parametrize(
