@@ -346,6 +346,13 @@ def test_a_token_budget_under_the_longest_example_is_refused():
 # ---------------------------------------------------------------------------------------------
 
 
+def run_command(argv: list[str], folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "miniformer_hf.cli", "train", *argv], capture_output=True, text=True, cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
@@ -354,23 +361,32 @@ def test_a_token_budget_under_the_longest_example_is_refused():
         (["--max-time", "soon"], "--max-time soon is not a duration"),
         (["--output-dir", ""], "--output-dir is empty"),
         (["--recipe", "paper", "--schedule", "paper", "--learning-rate", "1e-3"], "--schedule paper"),
-        (["--streaming", "--dataset", "x", "--epochs", "1"], "--streaming needs --max-steps or --max-time"),
     ],
 )
 def test_the_command_refuses_in_one_line_and_writes_nothing(argv, fragment, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "miniformer_hf.cli", "train", *argv], capture_output=True, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}, timeout=120,
-    )  # fmt: skip
+    result = run_command(argv, tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and fragment in lines[0], result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_fsdp_with_average_last_is_refused_by_the_command(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "miniformer_hf.cli", "train", "--average-last", "2"], capture_output=True, text=True,
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "ACCELERATE_USE_FSDP": "true"}, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 2 and "--average-last 2 cannot be used under FSDP" in result.stderr, result.stderr
+@pytest.mark.parametrize(
+    "argv, environment, fragment",
+    [
+        (["--streaming", "--dataset", "x", "--epochs", "1"], {}, "--streaming needs --max-steps or --max-time"),
+        (["--average-last", "2"], {"ACCELERATE_USE_FSDP": "true"}, "--average-last 2 cannot be used under FSDP"),
+        (["--recipe", "paper"], {"ACCELERATE_USE_FSDP": "1"}, "--average-last 5 (from --recipe paper) cannot"),
+        (["--max-time", "90s", "--eval-at-seconds", "60", "120"], {}, "--eval-at-seconds 60.0 120.0 reaches past"),
+    ],
+)
+def test_rules_between_flags_are_refused_before_anything_is_written(argv, environment, fragment, tmp_path,
+                                                                    monkeypatch, capsys):  # fmt: skip
+    from miniformer_hf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert main(["train", *argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
     assert list(tmp_path.iterdir()) == []
