@@ -146,6 +146,7 @@ def test_flags_given_at_their_default_value_win_over_the_recipe():
 
 def test_python_keywords_win_over_the_recipe_too():
     assert resolve(TrainOptions(recipe="paper", schedule="linear")).schedule == "linear"
+    assert TrainOptions(recipe="paper", schedule="linear").with_recipe().schedule == "linear"  # the older call
     assert resolve(TrainOptions(recipe="paper"), schedule="linear").schedule == "linear"
     replaced = dataclasses.replace(TrainOptions(recipe="paper"), num_beams=1)  # replace keeps "not given" apart
     assert resolve(replaced).num_beams == 1 and resolve(replaced).schedule == "paper"
