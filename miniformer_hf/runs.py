@@ -1,9 +1,9 @@
-"""Run folders: the options of a training run and the state of the folder it writes.
+"""Run folders: the state of the folder a training run writes.
 
 This module is the one place that decides what may happen to an ``--output-dir``:
 
-* `TrainingRunOptions`: every option of ``miniformer train``, with the same names and defaults, so a
-  notebook calls ``run_training(TrainingRunOptions(task="copy"))`` exactly as the command line does.
+* The options of ``miniformer train`` live in `miniformer_hf.options` (`TrainOptions`, whose old name
+  `TrainingRunOptions` and the tables ``DEFAULTS``, ``MODEL_SIZES`` ... stay importable from here).
 * A run is assembled in ``<output-dir>.incomplete`` and published with `publish_folder` (also used for
   each checkpoint): the finished folder appears with one ``os.replace``; an old one is moved aside
   first and deleted only afterwards.
@@ -18,7 +18,6 @@ It imports only the standard library, so the command line can use it before pars
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import json
@@ -30,6 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MiniformerError
+from .options import (  # noqa: F401  (the options moved to options.py; these names stay importable here)
+    DEFAULTS,
+    MODEL_SIZES,
+    RECIPES,
+    RESUME_MUST_MATCH,
+    SCHEDULES,
+    TASK_NAMES,
+    TOKENIZER_KINDS,
+    TrainingRunOptions,
+    TrainOptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,59 +64,6 @@ __all__ = [
     "write_json",
     "write_weights_checksum",
 ]
-
-# The seed's model and the paper's base model (Table 3); explicit d_model etc. override them.
-MODEL_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.1),
-    "seed": dict(d_model=64, n_heads=4, n_layers=3, d_ff=256, dropout=0.1),
-    "small": dict(d_model=128, n_heads=4, n_layers=3, d_ff=512, dropout=0.1),
-    "base": dict(d_model=512, n_heads=8, n_layers=6, d_ff=2048, dropout=0.1),
-}
-
-# Our names for the learning-rate schedules (training.py maps them onto transformers' schedulers).
-SCHEDULES = ("paper", "inverse_sqrt", "linear", "cosine", "constant", "constant_with_warmup")
-
-# Built-in task and tokenizer names, repeated here so that the command line's help needs no import of
-# `data`/`tokenization` (tests check they agree with `data.BUILTIN_TASKS` and `TOKENIZER_KINDS`).
-TASK_NAMES = ("copy", "dates", "numbers", "reverse")
-TOKENIZER_KINDS = ("char", "bpe")
-
-# Tuned with scripts/benchmark_training.py on the 2-core development machine: the default run (seed model,
-# date task) reaches 99% held-out exact match after 90 s of training and 100% when it ends, after about
-# 3 minutes. Warmup then linear decay to zero at max_steps: with the paper's inverse square root the
-# final model scored 99.8% (the learning rate is still high at the last step of a short run).
-DEFAULTS: dict[str, Any] = dict(
-    task="dates",
-    size="seed",
-    batch_size=96,
-    learning_rate=5e-3,
-    schedule="linear",
-    warmup_steps=100,
-    label_smoothing=0.1,
-    max_steps=2000,
-    eval_steps=500,
-    logging_steps=50,
-    eval_samples=1000,
-    threads=None,  # None: every core this process may use (runs.default_threads), up to 4
-    seed=0,
-    group_by_length=True,  # pools of 4 batches sorted by length (batching.LengthPoolSampler)
-)
-
-# --recipe paper: what §5 and §6.1 of the paper describe, each value also a flag of its own. The schedule
-# "paper" brings Adam beta2 0.98, eps 1e-9 and 4,000 warmup steps; with --size base it is the base model.
-RECIPES: dict[str, dict[str, Any]] = {
-    "paper": dict(
-        tokenizer="bpe",  # one byte-level BPE vocabulary shared by source and target (§5.1)
-        vocab_size=37000,
-        tokens_per_batch=25000,  # about 25,000 source and 25,000 target tokens per batch (§5.1)
-        schedule="paper",  # §5.3
-        label_smoothing=0.1,  # §5.4
-        average_last=5,  # §6.1: the average of the last 5 checkpoints
-        num_beams=4,  # §6.1: beam size 4, length penalty 0.6, output at most input length + 50
-        length_penalty=0.6,
-        max_new_tokens_over_input=50,
-    ),
-}
 
 MAX_DEFAULT_THREADS = 4
 
@@ -137,97 +94,8 @@ RUN_ARGUMENTS = "run_arguments.json"
 CHECKSUMS = "checksums.json"
 LOCK_FILE = ".miniformer-run.lock"
 WEIGHTS_FILE = "model.safetensors"
-# Options that must match when resuming (they decide the model, the data or the tokenizer).
-RESUME_MUST_MATCH = (
-    "task", "train_file", "validation_file", "test_file", "dataset", "dataset_config", "dataset_revision",
-    "source_lang", "target_lang", "validation_split_percentage", "streaming", "tokenizer_sample", "source_column", "target_column", "tokenizer",
-    "vocab_size", "num_train", "size", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "seed", "recipe",
-    "tokens_per_batch",
-)  # fmt: skip
-
-
 class RunError(MiniformerError):
     """A run that cannot start or finish, said in one line; ``exit_code`` 1 (state/data) or 2 (usage)."""
-
-
-@dataclasses.dataclass
-class TrainingRunOptions:
-    """The options of ``miniformer train`` (``miniformer train --help`` explains each one).
-
-    ``None`` means "the default": a built-in task's own size, ``DEFAULTS`` otherwise. ``quiet`` turns
-    off progress bars and the trainer's log lines; ``threads`` sets PyTorch's thread count for the
-    process, as the command does.
-    """
-
-    task: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    num_train: int | None = None
-    dataset: str | None = None
-    dataset_config: str | None = None
-    dataset_revision: str | None = None
-    source_lang: str | None = None
-    target_lang: str | None = None
-    validation_split_percentage: float = 5.0
-    streaming: bool = False
-    tokenizer_sample: int = 100_000
-    source_column: str = "source"
-    target_column: str = "target"
-    tokenizer: str = "char"
-    vocab_size: int = 2000
-    size: str = DEFAULTS["size"]
-    d_model: int | None = None
-    n_heads: int | None = None
-    n_layers: int | None = None
-    d_ff: int | None = None
-    dropout: float | None = None
-    max_steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = DEFAULTS["batch_size"]
-    learning_rate: float | None = None
-    schedule: str = DEFAULTS["schedule"]
-    warmup_steps: int | None = None
-    label_smoothing: float = DEFAULTS["label_smoothing"]
-    group_by_length: bool = DEFAULTS["group_by_length"]
-    seed: int = DEFAULTS["seed"]
-    threads: int | None = DEFAULTS["threads"]
-    output_dir: str | None = None
-    eval_steps: int = DEFAULTS["eval_steps"]
-    logging_steps: int = DEFAULTS["logging_steps"]
-    eval_samples: int = DEFAULTS["eval_samples"]
-    max_new_tokens: int | None = None
-    eval_at_seconds: list[float] | None = None
-    no_visualize: bool = False
-    average_last: int = 1
-    tokens_per_batch: int | None = None
-    num_beams: int = 1
-    length_penalty: float = 1.0
-    max_new_tokens_over_input: int | None = None
-    recipe: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    quiet: bool = False
-
-    @classmethod
-    def from_namespace(cls, namespace: Any) -> TrainingRunOptions:
-        """The options held by an argparse namespace (other attributes, such as ``command``, are ignored)."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{name: value for name, value in vars(namespace).items() if name in names})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def with_recipe(self) -> TrainingRunOptions:
-        """The options with ``recipe``'s values in place of every option still at its default (an option
-        set to anything else wins over the recipe)."""
-        if self.recipe is None:
-            return self
-        if self.recipe not in RECIPES:
-            raise RunError(f"--recipe {self.recipe!r} is unknown; expected one of {sorted(RECIPES)}.", 2)
-        defaults = {field.name: field.default for field in dataclasses.fields(self)}
-        changes = {name: value for name, value in RECIPES[self.recipe].items() if getattr(self, name) == defaults[name]}
-        return dataclasses.replace(self, **changes)
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

@@ -211,7 +211,7 @@ def test_an_abandoned_start_does_not_block_the_same_command(pairs, tmp_path, cap
 
 def test_a_non_finite_run_stops_with_one_error_and_publishes_nothing(pairs, tmp_path):
     output_dir = tmp_path / "run"
-    result = miniformer(*train_argv(pairs, output_dir), "--learning-rate", "inf")
+    result = miniformer(*train_argv(pairs, output_dir), "--learning-rate", "1e300")  # finite; step 1 overflows
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert "training stopped at step" in line and "NaN or infinite" in line and "--learning-rate" in line, line

@@ -3,22 +3,37 @@ checked where it lands: tokenizer, batches, schedule, averaging, decoding, BLEU 
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 
-from miniformer_hf import cli, runs
+from miniformer_hf import cli, options
 
 
-def test_recipe_fills_only_options_left_at_their_defaults():
-    options = runs.TrainingRunOptions(recipe="paper", vocab_size=500, num_beams=2).with_recipe()
-    assert (options.tokenizer, options.schedule, options.tokens_per_batch, options.average_last) == (
-        "bpe", "paper", 25000, 5)  # fmt: skip
-    assert (options.length_penalty, options.max_new_tokens_over_input, options.label_smoothing) == (0.6, 50, 0.1)
-    assert (options.vocab_size, options.num_beams) == (500, 2)  # set by the user: kept
-    assert runs.TrainingRunOptions().with_recipe() == runs.TrainingRunOptions()
-    with pytest.raises(runs.RunError, match="unknown"):
-        runs.TrainingRunOptions(recipe="fairseq").with_recipe()
+def test_recipe_fills_only_options_not_given():
+    plan = options.resolve(options.TrainOptions(recipe="paper", vocab_size=500, num_beams=2))
+    assert (plan.tokenizer, plan.schedule, plan.tokens_per_batch, plan.average_last) == ("bpe", "paper", 25000, 5)
+    assert (plan.length_penalty, plan.max_new_tokens_over_input, plan.label_smoothing) == (0.6, 50, 0.1)
+    assert (plan.vocab_size, plan.num_beams) == (500, 2)  # set by the user: kept
+    assert options.resolve() == options.resolve(options.TrainOptions())
+    with pytest.raises(options.OptionError, match="recipe='fairseq' is unknown"):
+        options.resolve(recipe="fairseq")
+
+
+def test_flags_equal_to_the_default_still_win_over_the_recipe(tmp_path):
+    """Issue 23, case 2: the recipe knew only values that differ from the defaults, so these four were lost."""
+    from miniformer_hf.commands import train
+
+    parser = train.add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--recipe", "paper", "--schedule", "linear", "--tokenizer", "char", "--num-beams", "1",
+                              "--average-last", "1"])  # fmt: skip
+    plan = options.resolve(options.TrainOptions.from_namespace(args))
+    assert (plan.schedule, plan.tokenizer, plan.num_beams, plan.average_last) == ("linear", "char", 1, 1)
+    assert plan.tokens_per_batch == 25000 and plan.vocab_size == 37000  # what was not given comes from the recipe
+    args = parser.parse_args(["--recipe", "paper", "--learning-rate", "1e-3"])  # accepted: the paper's shape
+    plan = options.resolve(options.TrainOptions.from_namespace(args))
+    assert (plan.schedule, plan.learning_rate, plan.warmup_steps) == ("inverse_sqrt", 1e-3, 4000)
 
 
 def test_train_with_the_paper_recipe(tmp_path, capsys, monkeypatch):

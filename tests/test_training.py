@@ -21,7 +21,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, Transformer, runs
 from miniformer_hf.data import make_toy_dataset
 from miniformer_hf.tokenization import train_char_tokenizer
-from miniformer_hf.runs import RunError, TrainingRunOptions
+from miniformer_hf.options import OptionError
+from miniformer_hf.runs import TrainingRunOptions
 from miniformer_hf.training import (
     STAGING_DIR,
     NonFiniteTrainingError,
@@ -363,6 +364,6 @@ def test_run_training_is_the_command_as_a_function(tmp_path):
     arguments = json.loads((tmp_path / "copy" / "run_arguments.json").read_text())
     assert arguments["task"] == "copy" and arguments["data_fingerprint"].startswith("sha256:")
     assert runs.verify_weights(tmp_path / "copy")  # the checksum was recorded and matches
-    with pytest.raises(RunError) as refused:
+    with pytest.raises(OptionError) as refused:  # options are checked by options.resolve, in Python's names
         run_training(TrainingRunOptions(task="copy", train_file="x.csv"))
     assert refused.value.exit_code == 2
