@@ -137,6 +137,11 @@ def load_demo_model(run_or_repo: str, *, revision: str | None = None, num_exampl
 
     folder = resolve_model_folder(run_or_repo, revision=revision)
     model, tokenizer = load_run_folder(folder)  # eval mode
+    generation = model.generation_config
+    if generation.max_length is not None and generation.max_new_tokens is None:
+        # A run saved with a length limit as max_length (decoder start + new tokens): keep it as max_new_tokens,
+        # which predict() passes, so generate() never sees two clashing limits (and never warns about them).
+        generation.max_new_tokens, generation.max_length = max(int(generation.max_length) - 1, 1), None
     return DemoModel(model, tokenizer, str(run_or_repo), held_out_examples(folder, num_examples))
 
 
