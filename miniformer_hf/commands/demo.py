@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..demo import DEFAULT_HOST, DEFAULT_PORT, DemoError, check_host, check_port, check_space_folder, check_space_repo_id
+from ..demo import DEFAULT_HOST, DEFAULT_PORT, DemoError, check_host, check_port
+from ..demo_space import check_space_folder, check_space_repo_id
 
 logger = logging.getLogger("miniformer_hf.demo")
 
@@ -60,7 +61,7 @@ def run(args: Any) -> int:
     if args.space_repo and not args.write_space:
         raise DemoError("--space-repo only applies with --write-space DIR; add --write-space or drop --space-repo.")
     if args.write_space:
-        return _write_space(args, demo)
+        return _write_space(args)
     demo.check_host_resolves(args.host, args.port)
     try:
         demo.import_gradio()  # before loading the model: a missing extra is reported at once
@@ -77,7 +78,10 @@ def run(args: Any) -> int:
     return 0
 
 
-def _write_space(args: Any, demo: Any) -> int:
+def _write_space(args: Any) -> int:
+    from ..demo import held_out_examples
+    from ..demo_space import write_space
+
     local = Path(args.model).expanduser().is_dir()
     repo_id = args.space_repo or args.model
     if local and not args.space_repo:
@@ -86,8 +90,8 @@ def _write_space(args: Any, demo: Any) -> int:
             "files: its app.py would fail to load the model. Push the run first (miniformer push --model "
             f"{args.model} --repo-id user/name), then add --space-repo user/name (or pass --model user/name)."
         )
-    examples = demo.held_out_examples(args.model) if local else []
-    written = demo.write_space(args.write_space, repo_id, examples=examples)
+    examples = held_out_examples(args.model) if local else []
+    written = write_space(args.write_space, repo_id, examples=examples)
     logger.info("Wrote a Space for %s to %s (%d files). Try it locally: cd %s && python app.py",
                 repo_id, args.write_space, len(written), args.write_space)
     return 0
