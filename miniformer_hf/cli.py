@@ -246,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a local web page: type a source text, see the output (greedy or beam), the attention of "
         "each generated token over the source, and the top next tokens. Needs the demo extra.",
     )
-    from .demo import add_demo_arguments  # the standard library only; Gradio and torch load when the page starts
+    from .commands import demo as demo_command  # the standard library only; Gradio and torch load when the page starts
 
-    add_demo_arguments(demo)
+    demo_command.add_arguments(demo)
     push = commands.add_parser(
         "push",
         help="upload a run folder to the Hugging Face Hub",
@@ -413,12 +413,9 @@ def run_visualize(args) -> int:
 
 
 def run_demo(args) -> int:
-    from .demo import DemoError, run_demo as demo
+    from .commands import demo as demo_command
 
-    try:
-        return demo(args)
-    except (DemoError, ImportError) as error:  # ImportError: the demo extra; its message says how to install it
-        raise CommandError(str(error)) from error
+    return demo_command.run(args)  # DemoError is a MiniformerError: main() prints it as one line
 
 
 def run_push(args) -> int:

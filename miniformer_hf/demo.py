@@ -6,10 +6,15 @@ The work is in plain functions a notebook can call; Gradio only draws them:
     held_out_examples(folder)         source texts from the run's held-out (test) data
     predict(demo_model, text, ...)    generate (greedy or beam) and keep beams, scores, attention, top-k
     attention_matrix(prediction, ...) one (query, key) matrix: a kind, a layer, a head or the mean
-    attention_table_html / top_k_html / beams_rows     what the page shows, as HTML and rows
+    sequence_scores(...)              each output's summed and per-token mean log-probability (one definition)
+    attention_table_html / top_k_html / beams_rows / decoding_note / label_smoothing_note   what the page shows
     build_app(demo_model)             the gradio.Blocks page
     launch(demo_model, host, port)    serve it (127.0.0.1 by default, never shared unless asked)
-    write_space(folder, repo_id)      app.py + requirements.txt (+ this package) for a Hugging Face Space
+    check_host / check_port           the serving address, checked before anything loads
+
+A Hugging Face Space that serves this page is written by :mod:`miniformer_hf.demo_space`.
+
+The command line (``miniformer demo``) is ``miniformer_hf/commands/demo.py``; this module never imports it.
 
 The attention during generation is stitched by :func:`miniformer_hf.visualization.generate_with_attention`'s
 helper ``attention_from_generation``, the same code behind ``miniformer visualize``.
@@ -24,7 +29,6 @@ import html
 import json
 import logging
 import os
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +86,8 @@ class DemoModel:
         return int(self.model.config.n_heads)
 
 
-def _miniformer_folder(folder: Path, given: str) -> Path:
+def _check_miniformer_config(folder: Path, given: str) -> Path:
+    """The demo draws layers and heads of a Miniformer: refuse another model type before loading it."""
     hint = "expected a run folder written by `miniformer train` (or save_pretrained), or a Hub repo id such as user/miniformer-dates"
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -94,18 +99,20 @@ def _miniformer_folder(folder: Path, given: str) -> Path:
     if not isinstance(config, dict) or config.get("model_type") != "miniformer":
         model_type = config.get("model_type") if isinstance(config, dict) else None
         raise DemoError(f"{given} holds a model_type={model_type!r} model, not a Miniformer; {hint}.")
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        raise DemoError(f"{given} has no tokenizer (tokenizer.json); {hint} with its tokenizer saved beside the model.")
     return folder
 
 
 def resolve_model_folder(run_or_repo: str, *, revision: str | None = None) -> Path:
-    """A local folder holding the model: ``run_or_repo`` itself, or a download of that Hub repository."""
+    """A local folder holding the model: ``run_or_repo`` itself, or a download of that Hub repository.
+
+    Only the model type is checked here; the weights, checksums and tokenizer are checked by the one run-folder
+    loader, :func:`miniformer_hf.runs.load_run_folder`, when :func:`load_demo_model` loads them.
+    """
     path = Path(run_or_repo).expanduser()
     if path.exists():
         if not path.is_dir():
             raise DemoError(f"{run_or_repo} is a file; expected a run folder written by `miniformer train` or a Hub repo id.")
-        return _miniformer_folder(path, run_or_repo)
+        return _check_miniformer_config(path, run_or_repo)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
@@ -121,15 +128,20 @@ def resolve_model_folder(run_or_repo: str, *, revision: str | None = None) -> Pa
             f"{run_or_repo} is not a local folder and could not be downloaded from the Hub ({type(error).__name__}: "
             f"{' '.join(str(error).split())[:300]}); check the path or the repo id, and the network (HF_HUB_OFFLINE)."
         ) from error
-    return _miniformer_folder(Path(folder), run_or_repo)
+    return _check_miniformer_config(Path(folder), run_or_repo)
 
 
 def load_demo_model(run_or_repo: str, *, revision: str | None = None, num_examples: int = NUM_EXAMPLES) -> DemoModel:
     """Load a Miniformer run folder or Hub repo id for the demo (eval mode), with held-out examples."""
-    from .runs import load_run_folder  # the one loader of run folders (checksums, clear errors)
+    from .runs import load_run_folder  # the one loader of run folders (weights, checksums, tokenizer, clear errors)
 
     folder = resolve_model_folder(run_or_repo, revision=revision)
     model, tokenizer = load_run_folder(folder)  # eval mode
+    generation = model.generation_config
+    if generation.max_length is not None and generation.max_new_tokens is None:
+        # A run saved with a length limit as max_length (decoder start + new tokens): keep it as max_new_tokens,
+        # which predict() passes, so generate() never sees two clashing limits (and never warns about them).
+        generation.max_new_tokens, generation.max_length = max(int(generation.max_length) - 1, 1), None
     return DemoModel(model, tokenizer, str(run_or_repo), held_out_examples(folder, num_examples))
 
 
@@ -174,27 +186,75 @@ def held_out_examples(folder: str | Path, limit: int = NUM_EXAMPLES) -> list[str
 
 
 @dataclass
+class Beam:
+    """One output sequence and its scores: the summed and the per-token mean log-probability."""
+
+    text: str
+    log_probability: float
+    mean_log_probability: float
+    num_tokens: int
+
+
+@dataclass
 class Prediction:
     """What the model did with one source text.
 
-    ``beams`` are (text, score) best first; the score is the sequence log-probability (length-normalised as
-    beam search ranks them; greedy: the sum of the chosen tokens' log-probabilities). ``attention`` is the
-    stitched attention of the best sequence. ``top_k[i]`` lists (token, probability) of the k most likely
-    next tokens at generated position ``i``, whose chosen token is ``attention.generated_tokens[i]``.
+    ``beams`` are :class:`Beam` rows, best first, each with two scores of its own named kind: ``log_probability``
+    (the sum over its tokens of log p(token | source, earlier tokens), end token included) and
+    ``mean_log_probability`` (that sum over the number of tokens). Greedy search picks each next token by
+    probability; beam search ranks finished sequences by ``sum / length ** length_penalty`` (the per-token mean
+    when ``length_penalty`` is 1). ``greedy`` is the greedy output when beam search ran (None for greedy), so a
+    page can explain when the two disagree. ``attention`` is the stitched attention of the best sequence.
+    ``top_k[i]`` lists (token, probability) of the k most likely next tokens at generated position ``i``,
+    whose chosen token is ``attention.generated_tokens[i]``. ``label_smoothing`` is the ε the model was
+    trained with (§5.4), read from its config.
     """
 
     source: str
     output: str
-    beams: list[tuple[str, float]]
+    beams: list[Beam]
     attention: AttentionExample
     top_k: list[list[tuple[str, float]]]
     num_beams: int
+    greedy: Beam | None = None
+    length_penalty: float = 1.0
+    label_smoothing: float = 0.0
+    vocab_size: int = 0
 
 
 def _check_text(text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise DemoError("The source text is empty; type a text (or pick an example) first.")
     return text
+
+
+def sequence_scores(model: Any, encoded: Any, sequences: torch.Tensor, texts: Sequence[str]) -> list[Beam]:
+    """Score whole output sequences by teacher forcing: one forward pass, then log p of each generated token.
+
+    ``sequences`` start with the decoder start token (as ``generate`` returns them); tokens after the first end
+    token are padding and do not count. The scores are the same definition for greedy and beam outputs.
+    """
+    import torch
+
+    batch = sequences.shape[0]
+    source_ids = encoded["input_ids"].expand(batch, -1)
+    source_mask = encoded.get("attention_mask")
+    if source_mask is not None:
+        source_mask = source_mask.expand(batch, -1)
+    with torch.no_grad():
+        logits = model(input_ids=source_ids, attention_mask=source_mask, decoder_input_ids=sequences[:, :-1]).logits
+    targets = sequences[:, 1:]  # (B, T): the token each position predicted
+    token_log_probabilities = logits.float().log_softmax(dim=-1).gather(-1, targets[..., None])[..., 0]  # (B, T)
+    eos = model.generation_config.eos_token_id
+    eos_ids = torch.tensor(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+    is_end = torch.isin(targets, eos_ids)
+    # Count each token up to and including the first end token.
+    counted = (is_end.cumsum(dim=-1) - is_end.long()) == 0  # (B, T)
+    beams = []
+    for text, log_probabilities, mask in zip(texts, token_log_probabilities, counted):
+        total, count = float(log_probabilities[mask].sum()), int(mask.sum())
+        beams.append(Beam(text, total, total / max(count, 1), count))
+    return beams
 
 
 def predict(
@@ -211,9 +271,9 @@ def predict(
     from .visualization import attention_from_generation
 
     text = _check_text(text)
-    if not isinstance(num_beams, int) or num_beams < 1:
+    if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
         raise DemoError(f"num_beams={num_beams!r}; expected a positive integer (1 is greedy).")
-    if not isinstance(top_k, int) or top_k < 1:
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise DemoError(f"top_k={top_k!r}; expected a positive integer.")
     model, tokenizer = demo_model.model, demo_model.tokenizer
     encoded = tokenizer(text, return_tensors="pt")
@@ -225,7 +285,9 @@ def predict(
         )
     if max_new_tokens is None:
         max_new_tokens = getattr(model.generation_config, "max_new_tokens", None) or 64
-    beam_kwargs = {"num_beams": num_beams, "num_return_sequences": num_beams, "early_stopping": True}
+    length_penalty = float(getattr(model.generation_config, "length_penalty", 1.0) or 1.0)
+    beam_kwargs = {"num_beams": num_beams, "num_return_sequences": num_beams, "early_stopping": True,
+                   "length_penalty": length_penalty}
     with demo_model.lock, torch.no_grad():
         output = model.generate(
             input_ids=encoded["input_ids"],
@@ -238,16 +300,19 @@ def predict(
             return_dict_in_generate=True,
             **(beam_kwargs if num_beams > 1 else {"num_beams": 1}),
         )
+        texts = tokenizer.batch_decode(output.sequences, skip_special_tokens=True)
+        beams = sequence_scores(model, encoded, output.sequences, texts)
+        greedy = None
+        if num_beams > 1:
+            greedy_sequences = model.generate(
+                input_ids=encoded["input_ids"], attention_mask=encoded.get("attention_mask"),
+                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+            )
+            greedy_texts = tokenizer.batch_decode(greedy_sequences, skip_special_tokens=True)
+            greedy = sequence_scores(model, encoded, greedy_sequences, greedy_texts)[0]
     attention = attention_from_generation(
         output, tokenizer, input_ids=encoded["input_ids"], attention_mask=encoded.get("attention_mask"), index=0
     )
-    texts = tokenizer.batch_decode(output.sequences, skip_special_tokens=True)
-    if num_beams > 1:
-        scores = [float(score) for score in output.sequences_scores]
-    else:
-        transition = model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
-        scores = [float(transition[0][: len(attention.generated_tokens)].sum())]
-    beams = list(zip(texts, scores))
 
     # Top-k from the raw next-token distribution at each step, on the beam the chosen token came from.
     rows = _beam_rows(output, len(attention.generated_tokens))
@@ -258,7 +323,9 @@ def predict(
         values, indices = probabilities.topk(k)
         tokens = tokenizer.convert_ids_to_tokens(indices.tolist())
         steps.append([(token, float(value)) for token, value in zip(tokens, values)])
-    return Prediction(text, texts[0], beams, attention, steps, num_beams)
+    label_smoothing = float(getattr(model.config, "label_smoothing", 0.0) or 0.0)
+    return Prediction(text, texts[0], beams, attention, steps, num_beams, greedy, length_penalty, label_smoothing,
+                      int(output.logits[0].shape[-1]))
 
 
 def _beam_rows(output: Any, num_generated: int) -> list[int]:
@@ -352,8 +419,28 @@ def attention_view_html(prediction: Prediction | None, kind: str = "cross", laye
     return attention_table_html(matrix, queries, keys, f"{KIND_LABELS[kind]}, layer {shown_layer}, {which} ({axes})")
 
 
+def label_smoothing_note(prediction: Prediction | None) -> str:
+    """Why a correct, confident answer's top-1 probability stops short of 1: the §5.4 training target."""
+    if prediction is None:
+        return ""
+    epsilon = prediction.label_smoothing
+    if epsilon <= 0:
+        return ("This model was trained without label smoothing (ε = 0), so its training target for each token was "
+                "the right token with probability 1; a confident answer's top-1 probability can come close to 1.")
+    vocabulary = prediction.vocab_size
+    target = 1 - epsilon + epsilon / vocabulary if vocabulary else 1 - epsilon
+    return (
+        f"Why the top-1 probabilities stop near {target:.2f}: this model was trained with label smoothing ε = "
+        f"{epsilon:g} (§5.4). Its training target for each token is not the right token with probability 1 but "
+        f"1 − ε + ε/V = {target:.3f} on the right token and ε/V on every other one of the V = {vocabulary} tokens, "
+        "so a well-trained model keeps a little probability spread over the vocabulary even when it is right "
+        "(a slightly higher top-1 is a model that has not matched that target exactly)."
+    )
+
+
 def top_k_html(prediction: Prediction | None) -> str:
-    """Per generated position: the chosen token, then the k most likely next tokens with their probabilities."""
+    """Per generated position: the chosen token, then the k most likely next tokens with their probabilities,
+    after a sentence on label smoothing (which sets how high a correct top-1 probability goes)."""
     if prediction is None:
         return ""
     rows = []
@@ -367,15 +454,54 @@ def top_k_html(prediction: Prediction | None) -> str:
     k = len(prediction.top_k[0]) if prediction.top_k else 0
     header = "".join(f"<th>#{rank + 1}</th>" for rank in range(k))
     return (
+        f'<p class="mf-note" id="mf-label-smoothing">{html.escape(label_smoothing_note(prediction))}</p>'
         '<table class="mf-topk"><thead><tr><th>position</th><th>generated</th>'
         f'{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
 
 
+BEAM_HEADERS = ["rank", "output", "log-probability (sum over its tokens)", "per-token mean log-probability", "tokens"]
+
+
 def beams_rows(prediction: Prediction | None) -> list[list[Any]]:
+    """Rows of the beams table; each score column has one definition (see BEAM_HEADERS) for greedy and beams."""
     if prediction is None:
         return []
-    return [[rank + 1, text, round(score, 4)] for rank, (text, score) in enumerate(prediction.beams)]
+    return [
+        [rank + 1, beam.text, round(beam.log_probability, 4), round(beam.mean_log_probability, 4), beam.num_tokens]
+        for rank, beam in enumerate(prediction.beams)
+    ]
+
+
+def decoding_note(prediction: Prediction | None) -> str:
+    """How the outputs were chosen; when beam search and greedy disagree, why (in the two scores shown)."""
+    if prediction is None:
+        return ""
+    if prediction.greedy is None:
+        return ("Greedy search: at each step the single most likely next token (the top-1 column below). "
+                "Scores are log-probabilities under the model: the sum over the output's tokens (end token "
+                "included) and that sum divided by the number of tokens.")
+    best, greedy, alpha = prediction.beams[0], prediction.greedy, prediction.length_penalty
+    ranking = f"sum / length^{alpha:g}" + (" (the per-token mean)" if alpha == 1 else "")
+    intro = (f"Beam search with {prediction.num_beams} beams keeps the {prediction.num_beams} most likely partial "
+             f"outputs at every step and ranks the finished ones by {ranking} (length_penalty = {alpha:g}).")
+    if greedy.text == best.text:
+        return intro + " Here it agrees with greedy search."
+    scores = (f"greedy wrote “{greedy.text}” (sum {greedy.log_probability:.4f}, mean "
+              f"{greedy.mean_log_probability:.4f}); beam search chose “{best.text}” (sum "
+              f"{best.log_probability:.4f}, mean {best.mean_log_probability:.4f}).")
+    if best.log_probability > greedy.log_probability:
+        why = ("Beam search found an output the model finds more likely as a whole: greedy committed to the most "
+               "likely token at each step, while a token that looked less likely at first led beam search to far "
+               "more confident later tokens. More likely under the model is not the same as right: a model that "
+               "is confidently wrong on a few tokens misleads beam search more than greedy search.")
+    elif best.num_tokens != greedy.num_tokens:
+        why = ("Its summed log-probability is lower than greedy's, but it has a different number of tokens and "
+               "beam search ranks by the length-normalised score, so the length penalty decided.")
+    else:
+        why = ("Greedy's output scores higher but fell out of the beams before it finished (beam search stops "
+               "once it has enough finished outputs), so beam search is not guaranteed to find it.")
+    return f"{intro} Greedy and beam search disagree: {scores} {why}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,6 +514,7 @@ PAGE_CSS = """
 .mf-table td.mf-cell { min-width: 2.6em; }
 .mf-topk td.mf-chosen { font-weight: 700; background: #e8f0ff; }
 .mf-title { font-weight: 600; margin: 0.3em 0; }
+.mf-note { max-width: 60em; margin: 0.3em 0 0.6em; }
 """
 
 
@@ -417,7 +544,8 @@ def build_app(demo_model: DemoModel, *, top_k: int = 5) -> Any:
         except DemoError as error:
             raise gr.Error(str(error)) from error
         view = attention_view_html(prediction, kind, int(layer), head)
-        return prediction.output, beams_rows(prediction), view, top_k_html(prediction), prediction
+        return (prediction.output, beams_rows(prediction), decoding_note(prediction), view, top_k_html(prediction),
+                prediction)
 
     def redraw(prediction: Prediction | None, kind: str, layer: str, head: str) -> str:
         return attention_view_html(prediction, kind, int(layer), head)
@@ -442,8 +570,9 @@ def build_app(demo_model: DemoModel, *, top_k: int = 5) -> Any:
                 beams = gr.Slider(2, 8, value=4, step=1, label="Beams (beam search)", elem_id="mf-beams")
                 submit = gr.Button("Generate", variant="primary", elem_id="mf-generate")
         output = gr.Textbox(label="Output (best sequence)", elem_id="mf-output", interactive=False)
-        beam_table = gr.Dataframe(headers=["rank", "output", "score (log-probability)"], label="Beams and scores",
+        beam_table = gr.Dataframe(headers=BEAM_HEADERS, label="Outputs and their scores (log-probabilities under the model)",
                                   elem_id="mf-beams-table", interactive=False)
+        note = gr.Markdown("", elem_id="mf-decoding-note")
         with gr.Row():
             kind = gr.Radio(kind_choices, value="cross", label="Attention", elem_id="mf-kind")
             layer = gr.Radio(layer_choices, value=layer_choices[-1], label="Layer", elem_id="mf-layer")
@@ -453,7 +582,7 @@ def build_app(demo_model: DemoModel, *, top_k: int = 5) -> Any:
         top_k_view = gr.HTML("", elem_id="mf-topk")
 
         inputs = [source, decoding, beams, kind, layer, head]
-        outputs = [output, beam_table, attention_view, top_k_view, state]
+        outputs = [output, beam_table, note, attention_view, top_k_view, state]
         submit.click(run, inputs, outputs, api_name="predict")
         source.submit(run, inputs, outputs, api_name=False)
         for picker in (kind, layer, head):
@@ -496,135 +625,71 @@ def launch(
 
 
 # ---------------------------------------------------------------------------------------------
-# A Hugging Face Space
+# Checks of the serving address (the command line's `--host` and `--port` call these)
 # ---------------------------------------------------------------------------------------------
 
-SPACE_APP = '''"""Miniformer attention demo for {repo_id!r}, written by `miniformer demo --write-space`."""
 
-import os
-
-from miniformer_hf.demo import launch, load_demo_model
-
-MODEL = os.environ.get("MINIFORMER_MODEL", {repo_id!r})
-EXAMPLES = {examples!r}
-
-if __name__ == "__main__":
-    demo_model = load_demo_model(MODEL)
-    demo_model.examples = demo_model.examples or EXAMPLES
-    # A Space sets GRADIO_SERVER_NAME=0.0.0.0; anywhere else the page stays on this machine (127.0.0.1).
-    app, url = launch(demo_model, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                      port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), block=False)
-    print(f"Miniformer demo of {{MODEL}}: open {{url}} in a browser (Ctrl+C stops it).", flush=True)
-    app.block_thread()
-'''
-
-SPACE_REQUIREMENTS = (
-    "torch>=2.4",
-    "transformers>=5.24,<6",
-    "tokenizers>=0.21",
-    "safetensors>=0.4",
-    "huggingface_hub>=1.0",
-    "datasets>=3.0",
-    "babel==2.19.0",
-    "gradio>=6,<7",
-)
-SPACE_README = """---
-title: Miniformer attention
-sdk: gradio
-app_file: app.py
-pinned: false
----
-
-A live attention page for the Miniformer model `{repo_id}`: type a source text, see the output, the beams,
-the cross-attention of each generated token over the source, and the top next tokens at each step.
-"""
+def check_port(port: Any) -> int:
+    """A TCP port number 0-65535 (0: the first free port from the default); anything else is a `DemoError`."""
+    try:
+        number = int(str(port).strip())
+    except ValueError:
+        raise DemoError(f"port {port!r} is not a number; expected an integer from 1 to 65535 (0: the first free port).") from None
+    if not 0 <= number <= 65535:
+        raise DemoError(f"port {number} is out of range; expected 1 to 65535 (0: the first free port).")
+    return number
 
 
-def write_space(folder: str | Path, repo_id: str, *, examples: Sequence[str] = ()) -> list[Path]:
-    """Write a Hugging Face Space that runs the demo for ``repo_id``: app.py, requirements.txt, README.md and a
-    copy of this package (``miniformer_hf/``, so the Space runs exactly this code). Returns the files written."""
-    if not isinstance(repo_id, str) or not repo_id.strip():
-        raise DemoError("The Space needs --model REPO_ID: the Hub repository the Space should load.")
-    folder = Path(folder)
-    app = folder / "app.py"
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not _written_by_us(app))):
+def check_host(host: Any) -> str:
+    """An address to listen on: an IP address or a host name; a malformed IPv4 address is a `DemoError`.
+
+    Only the form is checked here (no name lookup, so it is quick and offline); :func:`check_host_resolves`
+    asks the system resolver just before serving."""
+    import ipaddress
+
+    text = str(host).strip() if host is not None else ""
+    if not text:
+        raise DemoError("The host is empty; expected an address such as 127.0.0.1 (this machine only) or 0.0.0.0 (all).")
+    if all(part.isdigit() for part in text.split(".")):  # looks like IPv4: it must be one
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            raise DemoError(
+                f"host {text} is not a valid IP address (four numbers 0-255, such as 127.0.0.1); check --host."
+            ) from None
+    elif ":" in text:
+        try:
+            ipaddress.IPv6Address(text.strip("[]"))
+        except ValueError:
+            raise DemoError(f"host {text} is not a valid IPv6 address (such as ::1); check --host.") from None
+    return text
+
+
+def check_host_resolves(host: str, port: int | None) -> None:
+    """Refuse a host name this machine cannot resolve, before Gradio blames the port for it."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
         raise DemoError(
-            f"{folder} exists and is not a Space written by `miniformer demo --write-space`; nothing was changed. "
-            "Expected a new or empty folder (or one this command wrote before, which it refreshes)."
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    package = Path(__file__).resolve().parent
-    target = folder / "miniformer_hf"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    written = [
-        _write(folder / "app.py", SPACE_APP.format(repo_id=repo_id, examples=list(examples))),
-        _write(folder / "requirements.txt", "\n".join(SPACE_REQUIREMENTS) + "\n"),
-        _write(folder / "README.md", SPACE_README.format(repo_id=repo_id)),
-    ]
-    return written + sorted(target.rglob("*.py"))
-
-
-def _written_by_us(app: Path) -> bool:
-    """True for the app.py of a Space this command wrote (its first line says so)."""
-    try:
-        with app.open(encoding="utf-8") as file:
-            return "written by `miniformer demo --write-space`" in file.readline()
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line: `miniformer demo`
-# ---------------------------------------------------------------------------------------------
-
-
-def add_demo_arguments(parser: Any) -> Any:
-    """Arguments of ``miniformer demo --model RUN_OR_REPO [--host H] [--port P] [--share] [--write-space DIR]``."""
-    parser.add_argument("--model", required=True, metavar="RUN_OR_REPO",
-                        help="run folder written by `miniformer train`, or a Hub repo id (user/name)")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: the first free port from {DEFAULT_PORT})")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
-    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for a repo id")
-    parser.add_argument("--write-space", metavar="DIR", default=None,
-                        help="write a Hugging Face Space (app.py, requirements.txt) for the repo id --model, then exit")
-    return parser
-
-
-def run_demo(args: Any) -> int:
-    """Run ``miniformer demo``; returns the exit code. Raises DemoError / ImportError with one-line messages."""
-    if args.write_space:
-        examples: list[str] = []
-        if Path(args.model).is_dir():
-            examples = held_out_examples(args.model)
-        written = write_space(args.write_space, args.model, examples=examples)
-        logger.info("Wrote a Space for %s to %s (%d files). Try it locally: cd %s && python app.py",
-                    args.model, args.write_space, len(written), args.write_space)
-        return 0
-    import_gradio()  # before loading the model: a missing extra is reported at once
-    demo_model = load_demo_model(args.model, revision=args.revision)
-    port = None if args.port == 0 else args.port
-    app, url = launch(demo_model, host=args.host, port=port, share=args.share, block=False)
-    logger.info("Miniformer demo of %s: open %s in a browser (Ctrl+C stops it).", args.model, url)
-    try:
-        app.block_thread()
-    finally:
-        app.close()
-    return 0
+            f"host {host} cannot be resolved on this machine ({error}); expected an IP address such as 127.0.0.1 "
+            "or a host name this machine knows."
+        ) from None
 
 
 __all__ = [
     "DemoError",
     "DemoModel",
     "Prediction",
-    "add_demo_arguments",
+    "Beam",
+    "BEAM_HEADERS",
+    "check_host",
+    "check_host_resolves",
+    "check_port",
+    "decoding_note",
+    "label_smoothing_note",
+    "sequence_scores",
     "attention_matrix",
     "attention_table_html",
     "attention_view_html",
@@ -636,7 +701,5 @@ __all__ = [
     "load_demo_model",
     "predict",
     "resolve_model_folder",
-    "run_demo",
     "top_k_html",
-    "write_space",
 ]

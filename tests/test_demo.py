@@ -84,8 +84,9 @@ def test_greedy_prediction_is_the_models_output_with_its_attention_and_top_k(dem
 
     generated = prediction.attention.generated_tokens
     assert "".join(generated[:-1]) == prediction.output and generated[-1] == "</s>"
-    assert len(prediction.beams) == 1 and prediction.beams[0][0] == prediction.output
-    assert prediction.beams[0][1] < 0  # a log-probability
+    assert len(prediction.beams) == 1 and prediction.beams[0].text == prediction.output
+    assert prediction.beams[0].log_probability < 0  # a log-probability
+    assert prediction.greedy is None and "Greedy search" in demo.decoding_note(prediction)
     # Top-k per generated position: probabilities in decreasing order, the greedy choice ranked first.
     assert len(prediction.top_k) == len(generated)
     for chosen, candidates in zip(generated, prediction.top_k):
@@ -93,16 +94,30 @@ def test_greedy_prediction_is_the_models_output_with_its_attention_and_top_k(dem
         probabilities = [probability for _, probability in candidates]
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
         assert candidates[0][0] == chosen
-    # The greedy score is the sum of the chosen tokens' log-probabilities.
-    assert prediction.beams[0][1] == pytest.approx(sum(torch.tensor(c[0][1]).log().item() for c in prediction.top_k), abs=1e-3)
+    # The greedy score is the sum of the chosen tokens' log-probabilities; the mean divides it by their number.
+    best = prediction.beams[0]
+    assert best.log_probability == pytest.approx(sum(torch.tensor(c[0][1]).log().item() for c in prediction.top_k), abs=1e-3)
+    assert best.num_tokens == len(generated)
+    assert best.mean_log_probability == pytest.approx(best.log_probability / len(generated))
+    row = demo.beams_rows(prediction)[0]
+    assert row == [1, prediction.output, round(best.log_probability, 4), round(best.mean_log_probability, 4), len(generated)]
+    assert len(demo.BEAM_HEADERS) == len(row) and "sum" in demo.BEAM_HEADERS[2] and "mean" in demo.BEAM_HEADERS[3]
 
 
 def test_beam_search_returns_every_beam_ranked_by_score(demo_model, test_split):
     prediction = demo.predict(demo_model, test_split["source"][1], num_beams=4)
     assert len(prediction.beams) == 4
-    scores = [score for _, score in prediction.beams]
+    # Beam search ranks by sum / length ** length_penalty (1: the per-token mean), the column the page names so.
+    assert prediction.length_penalty == 1.0
+    scores = [beam.mean_log_probability for beam in prediction.beams]
     assert scores == sorted(scores, reverse=True)
-    assert prediction.output == prediction.beams[0][0]
+    for beam in prediction.beams:
+        assert beam.mean_log_probability == pytest.approx(beam.log_probability / beam.num_tokens)
+    assert prediction.output == prediction.beams[0].text
+    assert prediction.greedy is not None and prediction.greedy.text == demo.predict(demo_model, test_split["source"][1]).output
+    # The same sequence gets the same scores whichever search found it.
+    greedy_alone = demo.predict(demo_model, test_split["source"][1]).beams[0]
+    assert prediction.greedy.log_probability == pytest.approx(greedy_alone.log_probability, abs=1e-4)
     assert "".join(prediction.attention.generated_tokens).replace("</s>", "") == prediction.output
 
 
@@ -141,6 +156,70 @@ def test_empty_or_overlong_source_is_a_clear_error(demo_model):
         demo.predict(demo_model, "   ")
     with pytest.raises(demo.DemoError, match="this model reads at most"):
         demo.predict(demo_model, "1" * (demo_model.model.config.max_position_embeddings + 1))
+
+
+def _beam(text: str, total: float, count: int) -> "demo.Beam":
+    return demo.Beam(text, total, total / count, count)
+
+
+def test_decoding_note_explains_when_beam_search_and_greedy_disagree(demo_model, test_split):
+    prediction = demo.predict(demo_model, test_split["source"][3], num_beams=3)
+    if prediction.greedy.text == prediction.output:
+        assert "agrees with greedy" in demo.decoding_note(prediction)
+    # The demo's 1991/1919 kind: beam search finds an output the model finds more likely as a whole.
+    prediction.greedy = _beam("1991-07-02", -1.2, 11)
+    prediction.beams = [_beam("1919-07-02", -0.9, 11), _beam("1991-07-02", -1.2, 11)]
+    note = demo.decoding_note(prediction)
+    assert "disagree" in note and "1991-07-02" in note and "1919-07-02" in note
+    assert "more likely as a whole" in note and "sum -0.9000" in note and "sum -1.2000" in note
+    # A lower sum but a different length: the length penalty decided.
+    prediction.beams = [_beam("1919-07-02 ", -1.3, 13)]  # mean -0.100 over greedy's -0.109
+    assert "length penalty decided" in demo.decoding_note(prediction)
+    prediction.beams = [_beam("1919-07-02", -1.5, 11)]
+    assert "not guaranteed" in demo.decoding_note(prediction)
+
+
+def test_label_smoothing_sentence_beside_the_top_k(demo_model, test_split):
+    prediction = demo.predict(demo_model, test_split["source"][0])
+    prediction.label_smoothing, prediction.vocab_size = 0.1, 50
+    page = demo.top_k_html(prediction)
+    assert "label smoothing ε = 0.1 (§5.4)" in page and "0.902" in page and page.index("mf-note") < page.index("<table")
+    prediction.label_smoothing = 0.0
+    assert "without label smoothing" in demo.top_k_html(prediction)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--host", "999.999.1.1"], "host 999.999.1.1 is not a valid IP address"),
+        (["--host", ""], "host is empty"),
+        (["--port", "-1"], "port -1 is out of range; expected 1 to 65535"),
+        (["--port", "70000"], "port 70000 is out of range; expected 1 to 65535"),
+        (["--port", "http"], "port 'http' is not a number"),
+        (["--write-space", ""], "Space folder is empty"),
+        (["--write-space", "space", "--space-repo", "not a repo"], "is not a Hub repo id"),
+    ],
+)
+def test_cli_demo_refuses_a_bad_address_or_space_before_loading_anything(tmp_path, arguments, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "miniformer_hf.cli", "demo", "--model", "alice/miniformer-dates", *arguments],
+        capture_output=True, text=True, cwd=tmp_path,
+        env=_without_package_env(tmp_path, {"PYTHONPATH": str(REPO_ROOT)}),
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "OverflowError" not in result.stderr
+    assert list(tmp_path.iterdir()) == [] or not (tmp_path / "space").exists()
+
+
+def test_cli_demo_host_that_does_not_resolve_is_named_not_the_port(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "miniformer_hf.cli", "demo", "--model", str(tmp_path), "--host", "no-such-host.invalid"],
+        capture_output=True, text=True, env=_without_package_env(tmp_path, {"PYTHONPATH": str(REPO_ROOT)}),
+    )
+    assert result.returncode == 1
+    assert "host no-such-host.invalid cannot be resolved" in result.stderr and "port" not in result.stderr.split("(")[0]
+    assert "Traceback" not in result.stderr
 
 
 def test_a_folder_that_is_not_a_miniformer_run_is_refused_clearly(tmp_path):
@@ -292,59 +371,3 @@ def test_cli_demo_without_gradio_says_how_to_install_it(tmp_path, run_folder):
     assert result.returncode == 1
     assert 'pip install "miniformer-hf[demo]"' in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_written_space_runs_the_demo_for_a_repo_id(run_folder, tmp_path):
-    """Push the run to a local Hub, write the Space, run its app.py from the Space folder alone."""
-    from hub_server import HubServer
-
-    space = tmp_path / "space"
-    result = subprocess.run(
-        [sys.executable, "-m", "miniformer_hf.cli", "demo", "--model", "alice/miniformer-dates", "--write-space", str(space)],
-        capture_output=True, text=True, env=_without_package_env(tmp_path, {"PYTHONPATH": str(REPO_ROOT)}),
-    )
-    assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in space.iterdir()) == ["README.md", "app.py", "miniformer_hf", "requirements.txt"]
-    requirements = (space / "requirements.txt").read_text()
-    assert "gradio" in requirements and "transformers" in requirements
-    assert "alice/miniformer-dates" in (space / "app.py").read_text()
-
-    with HubServer(tokens={"hf_alice": "alice"}) as hub:
-        hub_env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_alice", "HF_HOME": str(tmp_path / "hf_home"),
-                   "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
-        push = subprocess.run(
-            [sys.executable, "-c", "import sys; from miniformer_hf.sharing import push_run_folder; "
-             "push_run_folder(sys.argv[1], 'alice/miniformer-dates')", str(run_folder)],
-            capture_output=True, text=True, env=_without_package_env(tmp_path, {"PYTHONPATH": str(REPO_ROOT), **hub_env}),
-        )
-        assert push.returncode == 0, push.stderr
-        port = _free_port()
-        # Only the Space folder on the path: the app must run from what --write-space wrote.
-        env = _without_package_env(tmp_path, {**hub_env, "PYTHONPATH": str(space), "GRADIO_SERVER_PORT": str(port)})
-        imported = subprocess.run([sys.executable, "-c", "import miniformer_hf.demo as d; print(d.__file__)"],
-                                  cwd=space, capture_output=True, text=True, env=env)
-        assert imported.stdout.strip() == str(space / "miniformer_hf" / "demo.py"), imported
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=space, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, env=env)
-        try:
-            url = _wait_for_url(process, port)
-            output, _ = call_predict(url, "7 marzo 2056")
-            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", output), output
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def test_write_space_refuses_a_folder_it_did_not_write(tmp_path):
-    mine = tmp_path / "notes"
-    (mine / "miniformer_hf").mkdir(parents=True)
-    (mine / "miniformer_hf" / "thesis.txt").write_text("keep me", encoding="utf-8")
-    with pytest.raises(demo.DemoError, match="not a Space written by"):
-        demo.write_space(mine, "alice/miniformer-dates")
-    assert (mine / "miniformer_hf" / "thesis.txt").read_text(encoding="utf-8") == "keep me"
-    assert not (mine / "app.py").exists()
-
-    space = tmp_path / "space"
-    demo.write_space(space, "alice/miniformer-dates")
-    written_again = demo.write_space(space, "alice/other")  # a Space this command wrote is refreshed
-    assert "alice/other" in (space / "app.py").read_text(encoding="utf-8") and written_again
