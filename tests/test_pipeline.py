@@ -150,7 +150,8 @@ def test_pipeline_file_imports_only_stdlib_torch_and_transformers():
 # The stranger: a fresh Python without miniformer_hf, the checkpoint on the (local) Hub
 # --------------------------------------------------------------------------------------------------------------------
 
-STRANGER_PIPELINE = textwrap.dedent('''
+# The start of every script run in a process where miniformer_hf cannot be imported.
+WITHOUT_PACKAGE = textwrap.dedent('''
     import json, sys
 
     class RefuseMiniformerHf:
@@ -168,6 +169,9 @@ STRANGER_PIPELINE = textwrap.dedent('''
 
     import torch
     torch.set_num_threads(1)
+''')
+
+STRANGER_PIPELINE = WITHOUT_PACKAGE + textwrap.dedent('''
     from transformers import pipeline
 
     request = json.loads(sys.argv[1])
@@ -244,19 +248,6 @@ def test_readme_pipeline_snippet_runs(tmp_path, monkeypatch, trained_model, toke
 # --------------------------------------------------------------------------------------------------------------------
 # A plain transformers user: Seq2SeqTrainer on remote code, re-saving, and the pipeline on what it saved (issue 22)
 # --------------------------------------------------------------------------------------------------------------------
-
-WITHOUT_PACKAGE = textwrap.dedent('''
-    import json, sys
-
-    class RefuseMiniformerHf:
-        def find_spec(self, name, path=None, target=None):
-            if name == "miniformer_hf" or name.startswith("miniformer_hf."):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    sys.meta_path.insert(0, RefuseMiniformerHf())
-    import torch
-    torch.set_num_threads(1)
-''')
 
 PLAIN_SEQ2SEQ_TRAINER = WITHOUT_PACKAGE + textwrap.dedent('''
     from datasets import Dataset
