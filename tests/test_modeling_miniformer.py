@@ -779,3 +779,16 @@ def test_float_labels_and_labels_of_another_batch_are_named():
     lm = make_model(MiniformerForCausalLM)
     with pytest.raises(ValueError, match="labels have batch size 2"):
         lm(ids, labels=torch.ones(2, 7, dtype=torch.long))
+
+
+@pytest.mark.parametrize("argument", [{"head": 1.0}, {"batch_index": True}, {"layer": "0"}])
+def test_attention_views_say_an_index_must_be_an_integer(argument):
+    pytest.importorskip("matplotlib")
+    from miniformer_hf.visualization import plot_attention
+
+    model = make_model()
+    ids, mask = source_batch()
+    weights = model.get_attention_weights(ids, attention_mask=mask, labels=torch.randint(4, 50, (3, 4)))
+    name, value = next(iter(argument.items()))
+    with pytest.raises(ValueError, match=rf"{name}={value!r} must be an integer"):
+        plot_attention(weights, kind="cross", **argument)
