@@ -2,10 +2,10 @@
 Hugging Face ``transformers`` model.
 
 Importing this package registers the configuration and every head with the ``transformers`` Auto
-classes, and marks them so that ``save_pretrained`` copies the code files (configuration, modeling, heads and
-kernels) beside the weights. It also registers the seq2seq pipeline (``pipeline_miniformer.py``) with
-transformers' ``PIPELINE_REGISTRY``, and every saved ``MiniformerForConditionalGeneration`` carries it: the file
-beside the weights and ``custom_pipelines`` in its ``config.json``, so
+classes, and the seq2seq pipeline (``pipeline_miniformer.py``) with transformers' ``PIPELINE_REGISTRY``.
+``save_pretrained`` itself (in the model files, so it works the same for a checkpoint loaded with
+``trust_remote_code``) writes every code file the saved ``config.json`` names: configuration, modeling, heads,
+kernels, support, and for ``MiniformerForConditionalGeneration`` the pipeline, named under ``custom_pipelines``, so
 ``pipeline(model=folder_or_repo, trust_remote_code=True)`` works without this package.
 
 One exception keeps the command line quick: when the process was started as the ``miniformer``
@@ -14,9 +14,7 @@ registered) only when a command first needs them, so ``miniformer --help`` answe
 public name (``miniformer_hf.MiniformerConfig`` ...) imports and registers them on first use.
 """
 
-import copy
 import os
-import shutil
 import sys
 
 __version__ = "0.1.0"
@@ -37,33 +35,6 @@ _MODEL_NAMES = (
 # In this process, `pipeline(PIPELINE_TASK, model=model, tokenizer=tokenizer)` runs the pipeline on objects in memory.
 # The name is our own: registering "text-generation" would replace transformers' pipeline for every other model.
 PIPELINE_TASK = "miniformer-text2text"
-PIPELINE_FILE = "pipeline_miniformer.py"
-
-
-def _save_with_pipeline(self, save_directory, *args, **kwargs):
-    """`save_pretrained`, plus the pipeline: its file beside the model code and `custom_pipelines` in config.json.
-
-    transformers copies a model's own module (and its relative imports) into the folder; the pipeline is no part of
-    the model, so it is added here, before the save, so that `save_pretrained(..., push_to_hub=True)` and
-    `push_to_hub` upload it too.
-    """
-    from . import modeling_miniformer, pipeline_miniformer
-
-    if kwargs.get("is_main_process", True) and not os.path.isfile(save_directory):
-        os.makedirs(save_directory, exist_ok=True)
-        shutil.copyfile(pipeline_miniformer.__file__, os.path.join(save_directory, PIPELINE_FILE))
-    # Only for this save: the config object may be shared with another head, whose checkpoint must not claim it.
-    had_pipelines, previous = hasattr(self.config, "custom_pipelines"), getattr(self.config, "custom_pipelines", None)
-    self.config.custom_pipelines = copy.deepcopy(pipeline_miniformer.CUSTOM_PIPELINES)
-    try:
-        return super(modeling_miniformer.MiniformerForConditionalGeneration, self).save_pretrained(
-            save_directory, *args, **kwargs
-        )
-    finally:
-        if had_pipelines:
-            self.config.custom_pipelines = previous
-        else:
-            del self.config.custom_pipelines
 
 
 def _register() -> None:
@@ -97,7 +68,6 @@ def _register() -> None:
         pt_model=AutoModelForSeq2SeqLM,
         type="text",
     )
-    modeling_miniformer.MiniformerForConditionalGeneration.save_pretrained = _save_with_pipeline
     globals()["AUTO_CLASSES"] = auto_classes
     for name in _MODEL_NAMES:
         for module in (configuration_miniformer, modeling_miniformer, heads_miniformer, pipeline_miniformer):

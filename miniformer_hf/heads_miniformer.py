@@ -1,8 +1,9 @@
 """Miniformer's other heads: sequence classification and a decoder-only causal language model.
 
-This file travels with every saved checkpoint beside ``modeling_miniformer.py`` (which imports it, so
-``save_pretrained`` copies it): any Miniformer checkpoint loads into either head with
-``trust_remote_code=True``. The paper's model and the seq2seq head are in ``modeling_miniformer.py``.
+This file travels with every saved checkpoint beside ``modeling_miniformer.py`` (``save_pretrained`` writes every
+code file the saved ``config.json`` names: see ``support_miniformer.CheckpointFilesMixin``): any Miniformer
+checkpoint loads into either head with ``trust_remote_code=True``. It builds on the modeling file, which never
+imports it back. The paper's model and the seq2seq head are in ``modeling_miniformer.py``.
 """
 
 import copy
@@ -21,11 +22,10 @@ from .modeling_miniformer import (
     MiniformerModel,
     MiniformerPreTrainedModel,
     MiniformerScaledEmbedding,
-    check_batch,
-    check_labels,
     shift_tokens_right,
     token_cross_entropy,
 )
+from .support_miniformer import check_batch, check_labels, check_no_label_smoothing_argument
 
 
 class MiniformerClassificationHead(nn.Module):
@@ -162,9 +162,10 @@ class MiniformerForCausalLM(MiniformerPreTrainedModel, GenerationMixin):
     @deprecate_kwarg("past_key_values", "5.24.0", new_name="cache", warn_if_greater_or_equal_version=True)
     def forward(self, input_ids=None, attention_mask=None, cache: Cache | None = None, inputs_embeds=None,
                 labels=None, use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                logits_to_keep: int = 0, label_smoothing: float | None = None, **kwargs):
+                logits_to_keep: int = 0, **kwargs):
         """`labels` are the inputs themselves: they are shifted inside, so position t predicts token t+1."""
         config = self.config
+        check_no_label_smoothing_argument(kwargs)
         return_dict = config.return_dict if return_dict is None else return_dict
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
@@ -182,11 +183,12 @@ class MiniformerForCausalLM(MiniformerPreTrainedModel, GenerationMixin):
         logits = self.lm_head(outputs.last_hidden_state[:, -logits_to_keep:])  # 0 keeps all: (B, T, V)
         loss = None
         if labels is not None:
-            check_labels(labels, config.vocab_size)
+            source = input_ids if input_ids is not None else inputs_embeds
+            check_labels(labels, config.vocab_size, None if source is None else source.shape[0])
             shifted = kwargs.get("shift_labels")  # already aligned by a trainer that shards the sequence
             if shifted is None:
                 shifted = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position t is scored on token t+1
-            loss = token_cross_entropy(logits, shifted, config, kwargs.get("num_items_in_batch"), label_smoothing)
+            loss = token_cross_entropy(logits, shifted, config, kwargs.get("num_items_in_batch"))
         output = CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,

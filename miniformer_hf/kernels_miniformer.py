@@ -14,7 +14,8 @@ and ``tests/test_modeling_generation.py`` (values and gradients):
     FusedSublayer .......... MiniformerSublayer, LayerNorm(x + Dropout(Sublayer(x))) (§3.1), with the
                               residual added as FastDropout drops, in one pass.
     SoftmaxCrossEntropy .... F.cross_entropy(logits, labels, ignore_index=-100, label_smoothing=eps,
-                              reduction="sum"), without the (N, V) log-probabilities.
+                              reduction="sum"), without the (N, V) log-probabilities; used only from
+                              FAST_LOSS_MIN_VOCAB tokens up, where it pays.
     DecodingStepInputsMixin  GenerationMixin's prepare_inputs_for_generation, built directly for the
                               decoding steps of generate() (dynamic and static caches).
     sdpa_attention ......... transformers' "sdpa" attention function, without the per-call checks for
@@ -143,7 +144,10 @@ def sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scali
     """transformers' "sdpa" attention function, cut down to what this model passes (no grouped-query heads,
     position bias or soft-capping): one ``F.scaled_dot_product_attention`` call, returning (B, T, H, Dh).
     transformers' version checks for each of those on every call: about 12 us, six calls per decoding step."""
-    is_causal = is_causal and attention_mask is None and query.shape[2] > 1  # as transformers decides it
+    # A plain bool, decided without the query length: a SymBool under torch.export / ONNX export with dynamic shapes
+    # is refused by F.scaled_dot_product_attention. The model asks for is_causal only with no cache (T == K), where
+    # the causal rule is right for one query too.
+    is_causal = bool(is_causal) and attention_mask is None
     output = F.scaled_dot_product_attention(
         query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=is_causal
     )  # (B, H, T, Dh)
@@ -230,6 +234,13 @@ class FusedSublayer(nn.Module):
         return self.layer_norm(self.dropout(sublayer(x), residual=x))
 
 
+# Below this vocabulary F.cross_entropy's (N, V) temporaries are small and its single call is faster than the
+# blocked twin (measured fwd+bwd, eps 0.1, 1 thread, 2-core AMD EPYC under load: 1152 rows x 48 tokens, the main
+# job's shape, 1.2-1.5 ms plain against 1.8-2.7 ms twin; 1024 x 1000, the tiny benchmark's, 17-28 ms against
+# 15-19 ms; scripts/benchmark_loss.py).
+FAST_LOSS_MIN_VOCAB = 1000
+
+
 def rows_per_block(vocab_size: int) -> int:
     return max(1, (1 << 20) // (4 * vocab_size))  # about 1 MB of fp32 logits per block
 
@@ -241,5 +252,5 @@ def fast_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return SoftmaxCrossEntropy.apply(logits, labels, float(label_smoothing))
 
 
-__all__ = ["DecodingStepInputsMixin", "FastDropout", "FusedSublayer", "SoftmaxCrossEntropy", "dropout_for",
-           "fast_cross_entropy_sum", "fast_sdpa_for", "sdpa_attention", "static_cache_step_mask"]
+__all__ = ["FAST_LOSS_MIN_VOCAB", "DecodingStepInputsMixin", "FastDropout", "FusedSublayer", "SoftmaxCrossEntropy",
+           "dropout_for", "fast_cross_entropy_sum", "fast_sdpa_for", "sdpa_attention", "static_cache_step_mask"]

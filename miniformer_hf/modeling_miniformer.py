@@ -12,13 +12,26 @@ Contents (paper order)
     8. Encoder and decoder stacks ..................... §3.1
     9. The Hugging Face model, and the loss ........... §5.4 (label smoothing)
 Beside it, and travelling with every checkpoint: ``heads_miniformer.py`` (classification and causal-LM heads),
-``kernels_miniformer.py`` (faster twins of dropout, the sub-layer and the loss), ``support_miniformer.py``
-(input checks, ``get_attention_weights``, transformers' position-table API).
+``kernels_miniformer.py`` (faster twins of dropout, the sub-layer, the loss and generate()'s step inputs),
+``support_miniformer.py`` (input checks, ``get_attention_weights``, checkpoint checks and the code files a save
+writes, transformers' position-table API). None of them imports this file back, except the heads file, which
+builds on it.
+
+Two paths through this file:
+    - the learner's path: the seed API ``Transformer(vocab_size=..., d_model=...)`` builds its config with
+      ``fast_kernels=False`` and ``attn_implementation="eager"``, so a training step and ``generate()`` run this
+      file's own code: ``scaled_dot_product_attention`` (Eq. 1), ``causal_mask``/``padding_mask`` (§3.2.3),
+      ``MiniformerSublayer`` (§3.1), ``nn.Dropout`` and ``F.cross_entropy`` with label smoothing (§5.4).
+      ``tests/test_modeling_miniformer.py`` traces one training step and one ``generate()`` step to prove it.
+    - the practitioner's path (``MiniformerConfig()``, ``miniformer train``): ``fast_kernels=True`` and "sdpa".
+      Each place where a faster twin replaces the plain code says so in a line marked ``TWIN:``, with what it
+      buys and where the figure comes from. Every twin is tested equal to the plain code it replaces.
 
 Shape legend: B batch, S source length, T target length (queries), K key length (S, or past + T with a
     cache), D = d_model, H = n_heads, Dh = D / H (the paper's d_k = d_v), F = d_ff, V = vocab_size.
 
-Deviations from the paper and the field that switches each (off by default unless marked "(default)")
+Deviations from the paper and the field that switches each (off by default unless marked "(default)";
+``MiniformerConfig``'s docstring lists every default that is not the paper's, and why)
     - ``norm_placement="pre"``: LayerNorm before each sub-layer plus a final LayerNorm per stack.
     - ``positional_encoding="learned"``: learned positions (the paper's Table 3, row E).
     - ``activation``: GELU/SiLU instead of ReLU in the feed-forward network.
@@ -45,14 +58,18 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions
 from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_miniformer import MiniformerConfig
 from .kernels_miniformer import (DecodingStepInputsMixin, FusedSublayer, dropout_for, fast_cross_entropy_sum,
-                                 fast_sdpa_for)
-from .support_miniformer import (AttentionWeightsMixin, MiniformerAttentionWeights, PositionTablesMixin, check_batch,
-                                 check_decoder_source, check_ids_shape, check_labels, check_mask, check_memory,
-                                 check_token_ids, select_hidden_states)
+                                 fast_sdpa_for, FAST_LOSS_MIN_VOCAB)
+from .support_miniformer import (AttentionWeightsMixin, CheckpointFilesMixin, MiniformerAttentionWeights,
+                                 PositionTablesMixin, check_batch, check_decoder_source, check_ids_shape, check_labels,
+                                 check_mask, check_memory, check_no_label_smoothing_argument, check_token_ids,
+                                 select_hidden_states)
+
+logger = logging.get_logger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -96,6 +113,20 @@ class MiniformerPositionalEncoding(nn.Module):
         positions = torch.arange(seq_len, device=table.device) + offset  # (L,); a gather works at a tensor offset
         return table[positions]  # (L, D)
 
+    def resize(self, num_positions: int, std: float) -> None:
+        """Cover `num_positions` positions: the sinusoids are recomputed; a learned table keeps its rows and
+        draws the new ones from N(0, std)."""
+        if self.learned:
+            old = self.weight.data
+            new = old.new_empty(num_positions, old.shape[1]).normal_(mean=0.0, std=std)  # (P, D)
+            keep = min(num_positions, old.shape[0])
+            new[:keep] = old[:keep]
+            self.weight = nn.Parameter(new, requires_grad=self.weight.requires_grad)
+        else:
+            table = sinusoidal_table(num_positions, self.table.shape[1]).to(self.table.device, self.table.dtype)
+            self.register_buffer("table", table, persistent=False)  # (P, D)
+        self.max_positions = num_positions
+
 
 # ------------------------------------------------------------------------------------------------
 # 2. Embeddings (§3.4): one token table shared by source and target, multiplied by sqrt(d_model),
@@ -119,6 +150,7 @@ class MiniformerEmbeddings(nn.Module):
         super().__init__()
         self.use_table(embed_tokens)
         self.embed_positions = MiniformerPositionalEncoding(config)
+        # TWIN (fast_kernels): FastDropout for nn.Dropout, masks from 16 random bits (see MiniformerSublayer).
         self.dropout = dropout_for(config, config.dropout)
 
     def use_table(self, embed_tokens: nn.Embedding) -> None:
@@ -136,12 +168,17 @@ class MiniformerEmbeddings(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # 3. Scaled dot-product attention (§3.2.1, Eq. 1):  Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
 #    Masks are boolean and broadcast to (B, H, T, K): True where a query may attend to a key.
+#    The fused form of the same equation, used with attn_implementation="sdpa" (the default), is one call:
+#        F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=is_causal)
+#    (transformers' "sdpa" function, or with fast_kernels its lean twin `sdpa_attention`); its default scale is
+#    1 / sqrt(d_k), the one below. tests/test_modeling_kernels.py proves both equal to this function.
 # ------------------------------------------------------------------------------------------------
 
 
 def scaled_dot_product_attention(query, key, value, mask=None, dropout_p: float = 0.0, training: bool = False):
     """The readable path: returns the output (B, H, T, Dh) and the attention weights (B, H, T, K)."""
-    scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])  # (B, H, T, K)
+    d_k = query.shape[-1]
+    scores = query @ key.transpose(-2, -1) / math.sqrt(d_k)  # (B, H, T, K): the only place 1/sqrt(d_k) is written
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, H, T, K)
     weights = scores.softmax(dim=-1)  # (B, H, T, K)
@@ -177,8 +214,7 @@ class MiniformerAttention(nn.Module):
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
         self.n_heads = config.n_heads
-        self.head_dim = config.d_model // config.n_heads
-        self.scaling = self.head_dim**-0.5
+        self.head_dim = config.d_model // config.n_heads  # d_k = d_v = D / H
         self.is_causal = False  # read by transformers' attention kernels; passed per call as well
         self.fast_sdpa = config.fast_kernels  # "sdpa" through its lean twin (read once, as the sub-layers are)
         self.q_proj = nn.Linear(config.d_model, config.d_model)  # W^Q for all heads: D -> H*Dh
@@ -195,12 +231,17 @@ class MiniformerAttention(nn.Module):
         query = self.split_heads(self.q_proj(hidden_states))  # (B, H, T, Dh)
         key, value = self.keys_and_values(hidden_states if memory is None else memory, cache)  # (B, H, K, Dh)
         implementation = "eager" if output_attentions else (self.config._attn_implementation or "sdpa")
-        if implementation == "sdpa" and self.fast_sdpa:  # the kernels file's lean twin of "sdpa"
+        if implementation == "sdpa" and self.fast_sdpa:
+            # TWIN (fast_kernels): `sdpa_attention`, one F.scaled_dot_product_attention call without transformers'
+            # per-call checks (12 us x 6 calls per decoding step); it took eager greedy generate() from 1.11x back
+            # to 1.19-1.22x BART (README, benchmarks/benchmark_tiny_redesign.json). In a compiled CPU decoding
+            # step it hands back Eq. 1 below, which the compiler fuses (compiled generate 1.83x its eager self).
             attention = fast_sdpa_for(query, eager_attention)
         else:  # Eq. 1 as written when weights are asked for, else config._attn_implementation (read per call)
             attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
         dropout = self.config.attention_dropout if self.training else 0.0
-        output, weights = attention(self, query, key, value, mask, dropout=dropout, scaling=self.scaling,
+        # scaling=None: every attention function then scales by 1 / sqrt(d_k), as Eq. 1 does.
+        output, weights = attention(self, query, key, value, mask, dropout=dropout, scaling=None,
                                     is_causal=is_causal)  # (B, T, H, Dh)
         output = output.reshape(batch, query_len, -1)  # Concat(head_1..head_h): (B, T, D)
         return self.out_proj(output), weights  # (B, T, D), (B, H, T, K) or None
@@ -245,8 +286,13 @@ class MiniformerFeedForward(nn.Module):
 
 
 class MiniformerSublayer(nn.Module):
-    """Wraps one sub-layer (attention or feed-forward) in its residual connection and LayerNorm. With
-    ``fast_kernels`` the layers use its twin ``FusedSublayer``, which adds the residual as it drops."""
+    """Wraps one sub-layer (attention or feed-forward) in its residual connection and LayerNorm.
+
+    TWIN (fast_kernels): ``FusedSublayer`` with ``FastDropout``: the same LayerNorm(x + Dropout(Sublayer(x))),
+    the dropout mask from 16 random bits and the residual added as it drops (one ``addcmul``). nn.Dropout's
+    per-element Bernoulli draws cost 8.3 ms of BART's tiny training step against the twin's 1.6 ms
+    (benchmarks/profile_tiny.json, "dropout RNG"); with the other twins the tiny training step is 10-18% faster
+    (issue 21's interleaved measurement at the seed size, quoted in README)."""
 
     def __init__(self, config: MiniformerConfig):
         super().__init__()
@@ -270,7 +316,7 @@ class MiniformerSublayer(nn.Module):
 class MiniformerEncoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: MiniformerConfig, layer_idx: int):
         super().__init__()
-        sublayer = FusedSublayer if config.fast_kernels else MiniformerSublayer  # twins: the same computation
+        sublayer = FusedSublayer if config.fast_kernels else MiniformerSublayer  # TWIN: see MiniformerSublayer
         self.self_attn = MiniformerAttention(config, layer_idx)
         self.self_attn_sublayer = sublayer(config)
         self.ffn = MiniformerFeedForward(config)
@@ -291,7 +337,7 @@ class MiniformerEncoderLayer(GradientCheckpointingLayer):
 class MiniformerDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: MiniformerConfig, layer_idx: int, has_cross_attention: bool = True):
         super().__init__()
-        sublayer = FusedSublayer if config.fast_kernels else MiniformerSublayer  # twins: the same computation
+        sublayer = FusedSublayer if config.fast_kernels else MiniformerSublayer  # TWIN: see MiniformerSublayer
         self.self_attn = MiniformerAttention(config, layer_idx)
         self.self_attn_sublayer = sublayer(config)
         self.encoder_attn = MiniformerAttention(config, layer_idx, True) if has_cross_attention else None
@@ -326,8 +372,10 @@ class MiniformerDecoderLayer(GradientCheckpointingLayer):
 
 
 def padding_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, K) 1/0 key mask -> (B, 1, 1, K) boolean, or None when every key is real (so fast kernels apply)."""
-    if mask is None or (not torch.compiler.is_compiling() and bool(mask.all())):
+    """(B, K) 1/0 key mask -> (B, 1, 1, K) boolean, or None when every key is real (so fast kernels apply).
+    Compiled, exported or traced graphs always keep the mask: they must serve padded batches too."""
+    tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    if mask is None or (not tracing and bool(mask.all())):
         return None
     return mask.bool()[:, None, None, :]  # (B, 1, 1, K)
 
@@ -447,14 +495,22 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start
     return shifted.masked_fill(shifted == -100, pad_token_id)  # labels use -100 for ignored positions
 
 
-def token_cross_entropy(logits, labels, config: MiniformerConfig, num_items_in_batch=None, label_smoothing=None):
-    """Cross-entropy over target tokens with label smoothing eps_ls (§5.4), ignoring -100 labels: the mean,
-    or the sum / num_items_in_batch when Trainer asks. A batch whose labels are all -100 gives loss 0 and
-    zero gradients (not 0/0 = NaN), so it cannot poison the weights."""
-    eps = config.label_smoothing if label_smoothing is None else label_smoothing
+def token_cross_entropy(logits, labels, config: MiniformerConfig, num_items_in_batch=None):
+    """Cross-entropy over target tokens with label smoothing eps_ls = config.label_smoothing (§5.4), ignoring -100
+    labels: the mean, or the sum / num_items_in_batch when Trainer asks. A batch whose labels are all -100 gives
+    loss 0 and zero gradients (not 0/0 = NaN), so it cannot poison the weights.
+
+    Label smoothing (§5.4): the target distribution puts 1 - eps_ls on the label y and spreads eps_ls evenly over
+    all V tokens, q(k) = (1 - eps_ls) [k = y] + eps_ls / V, and the loss is its cross-entropy with the model,
+        loss = -sum_k q(k) log p(k) = (1 - eps_ls) (-log p(y)) + eps_ls * mean_k (-log p(k)),
+    which is what F.cross_entropy(..., label_smoothing=eps_ls) computes."""
+    eps = config.label_smoothing
     logits = logits.float().reshape(-1, logits.shape[-1])  # (B*T, V)
     labels = labels.to(logits.device).reshape(-1)  # (B*T,)
-    if config.fast_kernels:
+    if config.fast_kernels and logits.shape[-1] >= FAST_LOSS_MIN_VOCAB:
+        # TWIN (fast_kernels, vocabularies of 1000 tokens or more): SoftmaxCrossEntropy, the same sum without the
+        # (N, V) log-probabilities: 0.65 ms of the tiny benchmark's step against 4.1 ms for BART's loss
+        # (benchmarks/profile_tiny.json); at the main job's ~50-token vocabulary F.cross_entropy is faster.
         loss = fast_cross_entropy_sum(logits, labels, eps)
     else:
         loss = F.cross_entropy(logits, labels, ignore_index=-100, label_smoothing=eps, reduction="sum")
@@ -465,7 +521,10 @@ def token_cross_entropy(logits, labels, config: MiniformerConfig, num_items_in_b
     return loss / max(num_items_in_batch, 1)
 
 
-class MiniformerPreTrainedModel(PositionTablesMixin, PreTrainedModel):
+class MiniformerPreTrainedModel(CheckpointFilesMixin, PositionTablesMixin, PreTrainedModel):
+    """What every head shares. The mixins (support_miniformer.py) check a run folder's ``checksums.json`` in
+    ``from_pretrained`` and make ``save_pretrained`` write every code file the saved ``config.json`` names."""
+
     config: MiniformerConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
@@ -520,6 +579,12 @@ class MiniformerModel(MiniformerPreTrainedModel):
         use_cache = (config.use_cache and not self.training) if use_cache is None else use_cache
         if decoder_input_ids is None and decoder_inputs_embeds is None:  # the seed's model(ids): shift the source
             check_decoder_source(input_ids)
+            logger.warning_once(
+                "No decoder inputs (decoder_input_ids or labels) were given, so the decoder reads the source "
+                "input_ids shifted right (the seed API's model(input_ids)); its outputs and cross-attention are "
+                "those of the source attending to itself. Pass labels=target_ids (or decoder_input_ids) for a real "
+                "source/target pair."
+            )
             decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
@@ -541,30 +606,46 @@ class MiniformerModel(MiniformerPreTrainedModel):
 class MiniformerForConditionalGeneration(AttentionWeightsMixin, DecodingStepInputsMixin, MiniformerPreTrainedModel,
                                          GenerationMixin):
     """Encoder-decoder with the pre-softmax projection tied to the shared embedding (§3.4); the mixins add
-    `get_attention_weights` and, with fast_kernels, generate()'s per-step inputs."""
+    `get_attention_weights` and, with fast_kernels, generate()'s per-step inputs.
 
+    The seed API, ``Transformer(vocab_size=1000, d_model=64, ...)`` (keyword sizes, no config), is the learner's
+    path: it builds ``MiniformerConfig(fast_kernels=False, attn_implementation="eager", ...)`` unless you pass those
+    two yourself, so every step runs this file's own code. ``MiniformerForConditionalGeneration(MiniformerConfig())``
+    and ``miniformer train`` are the practitioner's path (fast twins, "sdpa"): same results, faster.
+
+    TWIN (fast_kernels): ``DecodingStepInputsMixin`` builds generate()'s per-step inputs directly, where
+    GenerationMixin's generic ``prepare_inputs_for_generation`` inspects ``forward``'s signature on every step (7.5%
+    of generate() for a remote-code model): eager greedy generate() went from 1.09x to 1.19x BART (README).
+    """
+
+    # How transformers ties the two names (in post_init, after loading and resizing); the tie is written out in __init__.
     _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
 
     def __init__(self, config: MiniformerConfig | None = None, **kwargs):
         if config is None:  # the seed API: Transformer(vocab_size=1000, d_model=64, ...) builds its own config
-            config = MiniformerConfig(**kwargs)
+            config = MiniformerConfig(**{"fast_kernels": False, "attn_implementation": "eager", **kwargs})
         elif kwargs:
             raise TypeError(f"Pass either a MiniformerConfig or keyword sizes, not both (got config and {sorted(kwargs)}).")
         super().__init__(config)
         self.model = MiniformerModel(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)  # pre-softmax projection: D -> V
-        self.post_init()
+        self.post_init()  # initialises every weight, then ties the names in _tied_weights_keys (below)
+        if config.tie_word_embeddings and not self.lm_head.weight.is_meta:  # (from_pretrained ties after loading)
+            self.lm_head.weight = self.model.shared.weight  # §3.4: the pre-softmax projection IS the shared embedding
 
     @deprecate_kwarg("past_key_values", "5.24.0", new_name="cache", warn_if_greater_or_equal_version=True)
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, cache: Cache | None = None, inputs_embeds=None, decoder_inputs_embeds=None,
                 labels=None, use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                logits_to_keep: int = 0, label_smoothing: float | None = None, **kwargs):
-        """`labels` (B, T) give the cross-entropy loss (-100 ignored, smoothed by `label_smoothing`, default
-        `config.label_smoothing`); without decoder inputs they are shifted right to make them."""
+                logits_to_keep: int = 0, **kwargs):
+        """`labels` (B, T) give the cross-entropy loss (-100 ignored, smoothed by `config.label_smoothing`, §5.4);
+        without decoder inputs they are shifted right to make them (teacher forcing). With neither labels nor
+        decoder inputs, the decoder reads the source `input_ids` shifted right (the seed API; logged once)."""
         return_dict = self.config.return_dict if return_dict is None else return_dict
+        check_no_label_smoothing_argument(kwargs)
         if labels is not None:
-            check_labels(labels, self.config.vocab_size)  # before the shift turns them into decoder inputs
+            source = input_ids if input_ids is not None else inputs_embeds
+            check_labels(labels, self.config.vocab_size, None if source is None else source.shape[0])
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         outputs = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
@@ -574,7 +655,7 @@ class MiniformerForConditionalGeneration(AttentionWeightsMixin, DecodingStepInpu
         logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
         if labels is not None:
-            loss = token_cross_entropy(logits, labels, self.config, kwargs.get("num_items_in_batch"), label_smoothing)
+            loss = token_cross_entropy(logits, labels, self.config, kwargs.get("num_items_in_batch"))
         model_fields = {key: value for key, value in outputs.items() if key != "last_hidden_state"}
         output = Seq2SeqLMOutput(loss=loss, logits=logits, **model_fields)  # the cache and the encoder's outputs
         return output if return_dict else output.to_tuple()
@@ -586,15 +667,6 @@ class MiniformerForConditionalGeneration(AttentionWeightsMixin, DecodingStepInpu
 Transformer = MiniformerForConditionalGeneration  # the seed API's name for the encoder-decoder with its LM head
 
 
-def __getattr__(name: str):
-    """The other heads, from the file beside this one on first use; this import line also makes
-    `save_pretrained` copy that file with every checkpoint, so every Auto class loads any checkpoint."""
-    if name in ("MiniformerForCausalLM", "MiniformerForSequenceClassification"):
-        from .heads_miniformer import MiniformerForCausalLM, MiniformerForSequenceClassification  # noqa: F401
-        return locals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["MiniformerAttentionWeights", "MiniformerForCausalLM", "MiniformerForConditionalGeneration",
-           "MiniformerForSequenceClassification", "MiniformerModel", "MiniformerPreTrainedModel", "Transformer",
-           "scaled_dot_product_attention", "shift_tokens_right", "sinusoidal_table"]
+__all__ = ["MiniformerAttentionWeights", "MiniformerForConditionalGeneration", "MiniformerModel",
+           "MiniformerPreTrainedModel", "Transformer", "causal_mask", "padding_mask", "scaled_dot_product_attention",
+           "shift_tokens_right", "sinusoidal_table", "token_cross_entropy"]

@@ -73,6 +73,14 @@ class MiniformerSeq2SeqPipeline(Pipeline):
                 "MiniformerSeq2SeqPipeline needs the checkpoint's tokenizer; pass tokenizer=AutoTokenizer."
                 "from_pretrained(<the model's folder or repo id>)."
             )
+        check_generation_parameters(dict(getattr(self, "_generate_kwargs", None) or {}))  # those given at construction
+        bad = [name for name, tensor in self.model.state_dict().items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise MiniformerPipelineError(
+                f"The model has {len(bad)} weight tensor(s) holding NaN or infinity (first: {bad[0]}), so its outputs "
+                "would be meaningless; retrain it, or load an earlier checkpoint."
+            )
 
     def _sanitize_parameters(
         self,
@@ -88,6 +96,7 @@ class MiniformerSeq2SeqPipeline(Pipeline):
                 "return_full_text=True does not apply to an encoder-decoder: the output is the answer, not a "
                 "continuation of the input; drop the argument."
             )
+        check_generation_parameters(generate_kwargs)
         preprocess_params = {} if truncation is None else {"truncation": truncation}
         postprocess_params = {}
         if return_text is not None:
@@ -104,8 +113,11 @@ class MiniformerSeq2SeqPipeline(Pipeline):
                 f"MiniformerSeq2SeqPipeline takes text: a string, or a list, generator or dataset of strings; got a "
                 f"{type(inputs).__name__} ({inputs!r:.60})."
             )
-        if not inputs:
-            raise MiniformerPipelineError("MiniformerSeq2SeqPipeline got an empty string; give it some text.")
+        if not inputs.strip():
+            raise MiniformerPipelineError(
+                f"MiniformerSeq2SeqPipeline got {'an empty string' if not inputs else 'only whitespace'} ({inputs!r}); "
+                "give it some text (`miniformer generate` refuses empty text too)."
+            )
         limit = self.model.config.max_position_embeddings
         encoded = self.tokenizer(inputs, return_tensors="pt", truncation=truncation, max_length=limit)
         length = encoded["input_ids"].shape[-1]
@@ -142,6 +154,17 @@ class MiniformerSeq2SeqPipeline(Pipeline):
                 )
             records.append(record)
         return records
+
+
+def check_generation_parameters(generate_kwargs: dict[str, Any], generation_config=None) -> None:
+    """One clear error for counts that generate() would only fail on deep inside (num_beams=0 divides by zero)."""
+    config = generate_kwargs.get("generation_config") or generation_config
+    for name in ("num_beams", "num_return_sequences", "max_new_tokens", "num_beam_groups"):
+        value = generate_kwargs[name] if name in generate_kwargs else getattr(config, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MiniformerPipelineError(f"{name}={value!r} is invalid: expected a positive integer (1 or more).")
 
 
 # What a checkpoint's config.json says under `custom_pipelines` so that `pipeline()` finds this class.

@@ -408,10 +408,13 @@ def load_run_folder(model_dir: str | os.PathLike):
     from transformers.utils import logging as transformers_logging
 
     from . import MiniformerConfig  # noqa: F401  (imports the model and registers it with the Auto classes)
+    from .support_miniformer import CorruptedCheckpointError
 
     transformers_logging.disable_progress_bar()  # a weight-loading bar is noise around one command's output
     try:
         model = AutoModelForSeq2SeqLM.from_pretrained(path)
+    except CorruptedCheckpointError as error:  # checksums.json checked by the model files' from_pretrained
+        raise RunError(f"--model {os.fspath(model_dir)}: {error}") from None
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
         first_line = (str(error).strip().splitlines() or [""])[0]
         if isinstance(error, json.JSONDecodeError):

@@ -168,7 +168,9 @@ def _layers(attention_weights: Any, kind: str) -> tuple[torch.Tensor, ...]:
 
 
 def _check_index(name: str, value: int, count: int, hint: str) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= value < count:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be an integer from 0 to {count - 1} ({hint}).")
+    if not 0 <= value < count:
         raise ValueError(f"{name}={value!r} is out of range: valid values are 0 to {count - 1} ({hint}).")
 
 

@@ -261,13 +261,15 @@ def test_model_loss_and_gradients_are_the_same_with_and_without_fast_kernels():
     torch.testing.assert_close(results[1][0], plain_loss)
 
 
-def test_label_smoothing_argument_overrides_the_config():
+def test_label_smoothing_comes_from_the_config_and_forward_takes_no_argument_for_it():
     torch.manual_seed(0)
-    model = MiniformerForConditionalGeneration(tiny_config()).eval()
+    model = MiniformerForConditionalGeneration(tiny_config(label_smoothing=0.2)).eval()
     ids = torch.randint(4, 50, (2, 6))
     logits = model(ids).logits.reshape(-1, 50)
-    smoothed = model(ids, labels=ids, label_smoothing=0.2).loss
+    smoothed = model(ids, labels=ids).loss
     torch.testing.assert_close(smoothed, F.cross_entropy(logits, ids.reshape(-1), label_smoothing=0.2))
+    with pytest.raises(TypeError):
+        model(ids, labels=ids, label_smoothing=0.2)  # Trainer would take a "label" parameter for a label column
 
 
 def test_trainer_leaves_label_smoothing_to_the_model_with_the_same_loss(tmp_path):

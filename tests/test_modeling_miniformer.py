@@ -276,7 +276,8 @@ def test_labels_give_cross_entropy_ignoring_minus_100():
     assert decoder_ids[1, -1] == 0 and decoder_ids[0, 0] == 1
     logits = model(ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
     keep = labels != -100
-    expected = nn.functional.cross_entropy(logits[keep], labels[keep])
+    assert model.config.label_smoothing == 0.1  # §5.4's default
+    expected = nn.functional.cross_entropy(logits[keep], labels[keep], label_smoothing=0.1)
     torch.testing.assert_close(out.loss, expected)
 
 
@@ -382,7 +383,8 @@ def test_causal_lm_has_no_cross_attention_and_every_parameter_learns():
     without_grad = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert without_grad == []
     # Labels are shifted inside: position t is scored on token t+1.
-    expected = nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, 50), ids[:, 1:].reshape(-1))
+    expected = nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, 50), ids[:, 1:].reshape(-1),
+                                           label_smoothing=model.config.label_smoothing)
     torch.testing.assert_close(out.loss, expected)
 
 
@@ -617,3 +619,176 @@ def test_empty_batch_or_empty_sequence_gives_one_clear_message(shape):
     for cls in (MiniformerForCausalLM, MiniformerForSequenceClassification):
         with pytest.raises(ValueError, match=fragment):
             make_model(cls)(empty)
+
+
+# --- the learner's path runs this file's own code (issue 21) -------------------------------------
+
+
+def _functions_entered(run) -> set:
+    """The (file, function name) of every Python function entered while `run()` runs (sys.setprofile)."""
+    entered = set()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            entered.add((frame.f_code.co_filename, frame.f_code.co_qualname))
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return entered
+
+
+def _names_in(entered, module) -> set:
+    return {name for filename, name in entered if filename == module.__file__}
+
+
+PAPER_FUNCTIONS_IN_TRAINING = {
+    "scaled_dot_product_attention",  # Eq. 1
+    "eager_attention",
+    "causal_mask",  # §3.2.3
+    "padding_mask",
+    "decoder_self_mask",
+    "MiniformerSublayer.forward",  # §3.1, post-LN
+    "MiniformerAttention.forward",
+    "MiniformerFeedForward.forward",  # Eq. 2
+    "MiniformerEmbeddings.forward",  # §3.4
+    "MiniformerPositionalEncoding.forward",  # §3.5
+    "shift_tokens_right",  # teacher forcing
+    "token_cross_entropy",  # §5.4
+}
+
+
+def test_seed_api_builds_the_learners_path():
+    model = Transformer(vocab_size=50, d_model=32, n_heads=4, n_layers=2, d_ff=64)
+    assert model.config.fast_kernels is False and model.config._attn_implementation == "eager"
+    assert model.config.label_smoothing == 0.1
+    assert model.lm_head.weight is model.model.shared.weight  # §3.4: one tensor
+    # What the learner passes wins; the practitioner's defaults stay fast.
+    fast = Transformer(vocab_size=50, d_model=32, n_heads=4, n_layers=2, d_ff=64, fast_kernels=True,
+                       attn_implementation="sdpa")
+    assert fast.config.fast_kernels is True and fast.config._attn_implementation == "sdpa"
+    practitioner = MiniformerForConditionalGeneration(MiniformerConfig(vocab_size=50))
+    assert practitioner.config.fast_kernels is True and practitioner.config._attn_implementation == "sdpa"
+
+
+def test_a_traced_training_step_on_the_learners_path_enters_the_paper_files_code():
+    import torch.nn.functional as F
+    from torch.nn.modules import dropout as dropout_module
+
+    from miniformer_hf import kernels_miniformer, modeling_miniformer
+
+    torch.manual_seed(0)
+    model = Transformer(vocab_size=50, d_model=32, n_heads=4, n_layers=2, d_ff=64).train()
+    ids, mask = source_batch()
+    labels = torch.randint(4, 50, (3, 5))
+
+    def step():
+        model(ids, attention_mask=mask, labels=labels).loss.backward()
+
+    entered = _functions_entered(step)
+    ours = _names_in(entered, modeling_miniformer)
+    assert PAPER_FUNCTIONS_IN_TRAINING <= ours, PAPER_FUNCTIONS_IN_TRAINING - ours
+    assert (dropout_module.__file__, "Dropout.forward") in entered  # nn.Dropout (§5.4)
+    assert (F.__file__, "cross_entropy") in entered  # the loss, label-smoothed by F.cross_entropy
+    assert not _names_in(entered, kernels_miniformer), "no twin from kernels_miniformer.py on the learner's path"
+
+
+def test_a_traced_generate_step_on_the_learners_path_enters_the_paper_files_attention_and_masks():
+    from miniformer_hf import kernels_miniformer, modeling_miniformer
+
+    torch.manual_seed(0)
+    model = Transformer(vocab_size=50, d_model=32, n_heads=4, n_layers=2, d_ff=64).eval()
+    ids, mask = source_batch()
+    entered = _functions_entered(lambda: model.generate(ids, attention_mask=mask, max_new_tokens=1, do_sample=False))
+    ours = _names_in(entered, modeling_miniformer)
+    expected = {"scaled_dot_product_attention", "eager_attention", "causal_mask", "padding_mask", "decoder_self_mask",
+                "MiniformerSublayer.forward", "MiniformerAttention.forward"}
+    assert expected <= ours, expected - ours
+    # The generation mixin's method is entered and hands straight to GenerationMixin's when fast_kernels is off.
+    assert _names_in(entered, kernels_miniformer) <= {"DecodingStepInputsMixin.prepare_inputs_for_generation"}
+
+
+def test_the_paper_file_names_each_twin_where_it_replaces_the_plain_code():
+    from miniformer_hf import modeling_miniformer
+
+    source = open(modeling_miniformer.__file__).read()
+    for twin in ("FastDropout", "FusedSublayer", "sdpa_attention", "SoftmaxCrossEntropy", "DecodingStepInputsMixin"):
+        lines = [line for line in source.splitlines() if "TWIN" in line and twin in line]
+        assert lines, f"no TWIN line names {twin}"
+    assert source.count("math.sqrt(d_k)") == 1 and "self.scaling" not in source and "**-0.5" not in source.split(
+        "# 3. Scaled")[1].split("# 5. Position")[0]  # 1/sqrt(d_k) is written once
+
+
+def test_loss_is_label_smoothed_as_the_formula_beside_it_says():
+    torch.manual_seed(0)
+    model = make_model(label_smoothing=0.1, fast_kernels=False)
+    ids, mask = source_batch()
+    labels = torch.randint(4, 50, (3, 5))
+    out = model(ids, attention_mask=mask, labels=labels)
+    log_p = out.logits.log_softmax(-1)  # (B, T, V)
+    by_formula = (0.9 * -log_p.gather(-1, labels[..., None]).squeeze(-1) + 0.1 * -log_p.mean(-1)).mean()
+    torch.testing.assert_close(out.loss, by_formula)
+
+
+def test_model_without_decoder_inputs_says_it_feeds_the_source_once(caplog):
+    from transformers.utils import logging as hf_logging
+
+    model = make_model()
+    ids, _ = source_batch()
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            model(ids)
+            model(ids)
+    finally:
+        hf_logging.disable_propagation()
+    said = [record.getMessage() for record in caplog.records if "shifted right" in record.getMessage()]
+    assert len(said) <= 1  # once per process (another test may have said it already)
+
+
+def test_get_attention_weights_takes_a_target():
+    model = make_model()
+    ids, mask = source_batch()
+    target = torch.randint(4, 50, (3, 4))
+    weights = model.get_attention_weights(ids, attention_mask=mask, labels=target)
+    assert weights.cross_attentions[0].shape == (3, 4, 4, 7)  # (B, H, target, source)
+    by_hand = model.get_attention_weights(ids, attention_mask=mask, decoder_input_ids=shift_tokens_right(target, 0, 1))
+    torch.testing.assert_close(weights.cross_attentions[0], by_hand.cross_attentions[0])
+    with pytest.raises(ValueError, match="not both"):
+        model.get_attention_weights(ids, decoder_input_ids=target, labels=target)
+
+
+def test_no_forward_has_a_label_parameter_other_than_labels():
+    import inspect
+
+    for cls in (MiniformerForConditionalGeneration, MiniformerForCausalLM, MiniformerForSequenceClassification,
+                MiniformerModel):
+        names = [name for name in inspect.signature(cls.forward).parameters if "label" in name]
+        assert names in ([], ["labels"]), (cls.__name__, names)
+
+
+def test_float_labels_and_labels_of_another_batch_are_named():
+    model = make_model()
+    ids, mask = source_batch()
+    with pytest.raises(ValueError, match=r"labels have shape \(3, 5\) and dtype torch.float32"):
+        model(ids, attention_mask=mask, labels=torch.ones(3, 5))
+    with pytest.raises(ValueError, match=r"labels have batch size 2 .* inputs have batch size 3"):
+        model(ids, attention_mask=mask, labels=torch.ones(2, 5, dtype=torch.long))
+    lm = make_model(MiniformerForCausalLM)
+    with pytest.raises(ValueError, match="labels have batch size 2"):
+        lm(ids, labels=torch.ones(2, 7, dtype=torch.long))
+
+
+@pytest.mark.parametrize("argument", [{"head": 1.0}, {"batch_index": True}, {"layer": "0"}])
+def test_attention_views_say_an_index_must_be_an_integer(argument):
+    pytest.importorskip("matplotlib")
+    from miniformer_hf.visualization import plot_attention
+
+    model = make_model()
+    ids, mask = source_batch()
+    weights = model.get_attention_weights(ids, attention_mask=mask, labels=torch.randint(4, 50, (3, 4)))
+    name, value = next(iter(argument.items()))
+    with pytest.raises(ValueError, match=rf"{name}={value!r} must be an integer"):
+        plot_attention(weights, kind="cross", **argument)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -112,6 +113,14 @@ def test_bad_inputs_are_clear_errors(trained_model, tokenizer):
     assert generator(too_long, truncation=True)[0]["generated_text"] is not None
     with pytest.raises(MiniformerPipelineError, match="return_full_text"):
         generator("12", return_full_text=True)
+    with pytest.raises(MiniformerPipelineError, match="only whitespace"):
+        generator(" \t\n")
+    for name, value in [("num_beams", 0), ("num_beams", -1), ("num_return_sequences", 0), ("max_new_tokens", 0),
+                        ("num_beams", 2.0), ("num_beams", True)]:
+        with pytest.raises(MiniformerPipelineError, match=f"{name}={value!r} is invalid: expected a positive integer"):
+            generator("12", **{name: value})
+    with pytest.raises(MiniformerPipelineError, match="num_beams=0"):
+        MiniformerSeq2SeqPipeline(model=trained_model, tokenizer=tokenizer, num_beams=0)
 
 
 def test_saved_checkpoint_carries_the_pipeline(tmp_path, trained_model, tokenizer):
@@ -141,7 +150,8 @@ def test_pipeline_file_imports_only_stdlib_torch_and_transformers():
 # The stranger: a fresh Python without miniformer_hf, the checkpoint on the (local) Hub
 # --------------------------------------------------------------------------------------------------------------------
 
-STRANGER_PIPELINE = textwrap.dedent('''
+# The start of every script run in a process where miniformer_hf cannot be imported.
+WITHOUT_PACKAGE = textwrap.dedent('''
     import json, sys
 
     class RefuseMiniformerHf:
@@ -159,6 +169,9 @@ STRANGER_PIPELINE = textwrap.dedent('''
 
     import torch
     torch.set_num_threads(1)
+''')
+
+STRANGER_PIPELINE = WITHOUT_PACKAGE + textwrap.dedent('''
     from transformers import pipeline
 
     request = json.loads(sys.argv[1])
@@ -230,3 +243,120 @@ def test_readme_pipeline_snippet_runs(tmp_path, monkeypatch, trained_model, toke
     exec(compile(readme_code("pipeline"), "README.md pipeline", "exec"), namespace)
     assert type(namespace["generator"]).__name__ == "MiniformerSeq2SeqPipeline"
     assert [len(records) for records in namespace["outputs"]] == [1, 1]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A plain transformers user: Seq2SeqTrainer on remote code, re-saving, and the pipeline on what it saved (issue 22)
+# --------------------------------------------------------------------------------------------------------------------
+
+PLAIN_SEQ2SEQ_TRAINER = WITHOUT_PACKAGE + textwrap.dedent('''
+    from datasets import Dataset
+    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
+                              Seq2SeqTrainingArguments)
+
+    start, output_dir = sys.argv[1], sys.argv[2]
+    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=True)
+    model = AutoModelForSeq2SeqLM.from_pretrained(start, trust_remote_code=True)
+    pairs = [("%06d" % (i * 7919 % 1000000), "%06d" % (i * 7919 % 1000000))[::1] for i in range(64)]
+    def encode(rows):
+        encoded = tokenizer(rows["source"])
+        encoded["labels"] = tokenizer(rows["target"])["input_ids"]
+        return encoded
+    data = Dataset.from_dict({"source": [s for s, _ in pairs], "target": [t[::-1] for _, t in pairs]})
+    data = data.map(encode, batched=True, remove_columns=["source", "target"])
+    arguments = Seq2SeqTrainingArguments(
+        output_dir=output_dir, eval_strategy="steps", eval_steps=4, save_steps=4, max_steps=8, logging_steps=4,
+        per_device_train_batch_size=16, per_device_eval_batch_size=16, learning_rate=3e-3,
+        metric_for_best_model="eval_loss", load_best_model_at_end=True, report_to=[], use_cpu=True,
+        dataloader_num_workers=0, save_total_limit=3,
+    )
+    trainer = Seq2SeqTrainer(model=model, args=arguments, train_dataset=data, eval_dataset=data.select(range(16)),
+                             data_collator=DataCollatorForSeq2Seq(tokenizer, model=model), processing_class=tokenizer)
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert not any(name.startswith("miniformer_hf") for name in sys.modules)
+    print("RESULTS " + json.dumps({"metrics": metrics, "best": trainer.state.best_model_checkpoint,
+                                   "history": [row for row in trainer.state.log_history if "eval_loss" in row]}))
+''')
+
+PIPELINE_ON_FOLDER = WITHOUT_PACKAGE + textwrap.dedent('''
+    from transformers import pipeline
+
+    folder = sys.argv[1]
+    generator = pipeline(model=folder, trust_remote_code=True, device="cpu")
+    outputs = generator(["123456", "5555"], max_new_tokens=6)
+    assert not any(name.startswith("miniformer_hf") for name in sys.modules)
+    print("RESULTS " + json.dumps({"class": type(generator).__name__, "outputs": outputs}))
+''')
+
+RESAVE_BY_HAND = WITHOUT_PACKAGE + textwrap.dedent('''
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    source, first, second = sys.argv[1:4]
+    model = AutoModelForSeq2SeqLM.from_pretrained(source, trust_remote_code=True)
+    model.save_pretrained(first)
+    AutoTokenizer.from_pretrained(source, trust_remote_code=True).save_pretrained(first)
+    again = AutoModelForSeq2SeqLM.from_pretrained(first, trust_remote_code=True)
+    again.save_pretrained(second)
+    AutoTokenizer.from_pretrained(first, trust_remote_code=True).save_pretrained(second)
+    lm = AutoModelForCausalLM.from_pretrained(second, trust_remote_code=True)  # the heads file travelled
+    assert not any(name.startswith("miniformer_hf") for name in sys.modules)
+    print("RESULTS " + json.dumps({"lm": type(lm).__name__}))
+''')
+
+
+def run_without_package(script: str, *arguments, cwd) -> dict:
+    result = subprocess.run([sys.executable, "-c", script, *map(str, arguments)], capture_output=True, text=True,
+                            cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "RESULTS " in result.stdout, (result.stdout[-2000:], result.stderr[-2000:])
+    return json.loads(result.stdout.split("RESULTS ")[-1].splitlines()[0])
+
+
+def code_files(folder: Path) -> set[str]:
+    return {path.name for path in folder.glob("*_miniformer.py")}
+
+
+def test_plain_seq2seq_trainer_on_remote_code_reports_eval_loss_and_its_best_checkpoint_runs_the_pipeline(
+        tmp_path, trained_model, tokenizer):
+    start = tmp_path / "start"
+    trained_model.save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    results = run_without_package(PLAIN_SEQ2SEQ_TRAINER, start, tmp_path / "out", cwd=tmp_path)
+    assert "eval_loss" in results["metrics"] and results["metrics"]["eval_loss"] > 0
+    assert len(results["history"]) >= 2  # evaluated at steps 4 and 8, each with its loss
+    best = Path(results["best"])
+    assert best.name in ("checkpoint-4", "checkpoint-8")
+    config = json.loads((best / "config.json").read_text())
+    named = {value.split("--")[-1].split(".")[0] + ".py" for value in config["auto_map"].values()}
+    named |= {task["impl"].split(".")[0] + ".py" for task in config["custom_pipelines"].values()}
+    assert named <= code_files(best), named - code_files(best)  # every file config.json names was written
+    assert {"heads_miniformer.py", "pipeline_miniformer.py", "kernels_miniformer.py",
+            "support_miniformer.py"} <= code_files(best)
+    shutil.rmtree(start)  # the checkpoint stands on its own
+    outputs = run_without_package(PIPELINE_ON_FOLDER, best, cwd=tmp_path)
+    assert outputs["class"] == "MiniformerSeq2SeqPipeline"
+    assert [len(output) for output in outputs["outputs"]] == [1, 1]
+
+
+def test_resaving_remote_code_by_hand_keeps_every_code_file(tmp_path, trained_model, tokenizer):
+    source = tmp_path / "source"
+    trained_model.save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    expected = code_files(source)
+    assert {"configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py", "kernels_miniformer.py",
+            "support_miniformer.py", "pipeline_miniformer.py"} <= expected
+    results = run_without_package(RESAVE_BY_HAND, source, tmp_path / "first", tmp_path / "second", cwd=tmp_path)
+    assert results["lm"] == "MiniformerForCausalLM"
+    for folder in ("first", "second"):
+        assert code_files(tmp_path / folder) == expected, folder
+        for name in expected:
+            assert (tmp_path / folder / name).read_bytes() == (source / name).read_bytes()
+    outputs = run_without_package(PIPELINE_ON_FOLDER, tmp_path / "second", cwd=tmp_path)
+    assert outputs["class"] == "MiniformerSeq2SeqPipeline"
+
+
+def test_support_and_pipeline_name_the_same_custom_pipelines():
+    from miniformer_hf.support_miniformer import CUSTOM_PIPELINES as SUPPORT_PIPELINES
+
+    assert SUPPORT_PIPELINES == CUSTOM_PIPELINES
