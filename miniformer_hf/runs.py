@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MiniformerError
+from .threads import MAX_DEFAULT_THREADS, default_threads  # noqa: F401 (moved to threads.py; kept importable here)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ DEFAULTS: dict[str, Any] = dict(
     eval_steps=500,
     logging_steps=50,
     eval_samples=1000,
-    threads=None,  # None: every core this process may use (runs.default_threads), up to 4
+    threads=None,  # None: chosen by measuring (threads.ThreadChooser), starting from threads.default_threads
     seed=0,
     group_by_length=True,  # pools of 4 batches sorted by length (batching.LengthPoolSampler)
 )
@@ -107,29 +108,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         max_new_tokens_over_input=50,
     ),
 }
-
-MAX_DEFAULT_THREADS = 4
-
-
-def default_threads() -> int:
-    """PyTorch threads for a run without ``--threads``: this process's share of the cores, at most 4.
-
-    The share is the cores this process may use divided by the processes that ``torchrun`` or
-    ``accelerate launch`` started on this machine (``LOCAL_WORLD_SIZE``), so two processes on two cores
-    take one thread each. On the 2-core development machine two threads make a step of the seed model
-    about 1.2-1.4x faster than one. More than 4 were not measured. On a machine whose cores are busy
-    with other work, threads wait for each other: pass ``--threads 1`` there.
-    """
-    try:
-        available = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        available = os.cpu_count() or 1
-    try:
-        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        processes = 1
-    return max(1, min(available // processes, MAX_DEFAULT_THREADS))
-
 
 INCOMPLETE_SUFFIX = ".incomplete"
 CHECKPOINTS = "checkpoints"
@@ -184,6 +162,7 @@ class TrainingRunOptions:
     dropout: float | None = None
     max_steps: int | None = None
     epochs: float | None = None
+    max_time: float | None = None  # seconds of training (evaluations excluded); the schedule ends there
     batch_size: int = DEFAULTS["batch_size"]
     learning_rate: float | None = None
     schedule: str = DEFAULTS["schedule"]
