@@ -4,6 +4,7 @@ schedule, atomic checkpoints, resume, reproducibility and the saved generation c
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
