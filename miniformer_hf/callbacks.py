@@ -210,19 +210,26 @@ class TrainingClockCallback(TrainerCallback):
 
 
 class MaxTimeCallback(TrainerCallback):
-    """End training at the first step that ends after ``max_time`` seconds of training (``clock``).
+    """End training at the first optimizer step taken after ``max_time`` seconds of training (``clock``).
 
-    The last step is saved, evaluated and logged as the library does at ``max_steps``, so the run
-    finishes exactly like one that ran out of steps. ``stopped_by_time`` tells which happened.
+    The clock is read right after the optimizer step, before the learning-rate scheduler steps: a
+    schedule sized to the same limit (`trainer.time_budget_schedule`) then reads a time past it too, so
+    the last logged learning rate is exactly the schedule's end value. The last step is saved,
+    evaluated and logged as the library does at ``max_steps``, so the run finishes exactly like one that
+    ran out of steps. ``stopped_by_time`` tells which happened.
     """
 
     def __init__(self, max_time: float, clock: TrainingClock):
         self.max_time = float(max_time)
         self.clock = clock
         self.stopped_by_time = False
+        self._reached = False
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self._reached = self._reached or self.clock.seconds() >= self.max_time
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.clock.seconds() < self.max_time or control.should_training_stop:
+        if not self._reached or control.should_training_stop:
             return control
         self.stopped_by_time = True
         control.should_training_stop = True

@@ -163,7 +163,10 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
             finished_checkpoint=_finished_checkpoint(staging / CHECKPOINTS, planned_steps, options.max_time) if resuming else None,
         )  # fmt: skip
         fitted = _fit(
-            model=model, tokenizer=tokenizer, data=data, options=options, staging=staging, resuming=resuming,
+            model=model, tokenizer=tokenizer, train=data["train"],
+            evaluation=_first(data["validation"], options.eval_samples), test=_first(data["test"], options.eval_samples),
+            trainer_arguments=_trainer_arguments(options), eval_at_seconds=options.eval_at_seconds,
+            average_last=options.average_last, staging=staging, resuming=resuming,
             finished_checkpoint=finished_checkpoint, thread_chooser=thread_chooser, distributed=distributed,
             started=started,
         )  # fmt: skip
@@ -617,22 +620,9 @@ class _Fitted:
     averaged_from: list[str]
 
 
-def _fit(*, model, tokenizer, data, options: TrainingRunOptions, staging: Path, resuming: bool,
-         finished_checkpoint: str | None, thread_chooser: ThreadChooser | None, distributed, started: float) -> _Fitted:  # fmt: skip
-    """Train (or rebuild the trainer of a finished checkpoint), then average the last checkpoints.
-    ``started``: when the run began (``training_wall_seconds`` counts from there to the end of training)."""
-    evaluation = data["validation"].select(range(min(options.eval_samples, len(data["validation"]))))
-    test = data["test"].select(range(min(options.eval_samples, len(data["test"]))))
-    callbacks, clock = [], None
-    if options.eval_at_seconds:
-
-        def test_exact_match(current_model) -> dict[str, float]:
-            predictions = generate_texts(current_model, tokenizer, test["source"], batch_size=256)
-            return {"exact_match": compute_text_metrics(predictions, test["target"])["exact_match"]}
-
-        clock = TrainingClockCallback(options.eval_at_seconds, test_exact_match, path=staging / "metrics_by_time.json")
-        callbacks.append(clock)
-
+def _trainer_arguments(options: TrainingRunOptions) -> dict[str, Any]:
+    """`TransformerTrainer`'s keyword arguments for these options: the one place the command's options
+    become the trainer's (evaluation and checkpoints every ``eval_steps``, the last ``average_last`` kept)."""
     warmup = options.warmup_steps
     if warmup is None and options.schedule != "paper":
         warmup = DEFAULTS["warmup_steps"]
@@ -642,17 +632,13 @@ def _fit(*, model, tokenizer, data, options: TrainingRunOptions, staging: Path, 
         length = {}  # the time limit ends the run
     else:
         length = {"max_steps": options.max_steps or DEFAULTS["max_steps"]}
-    trainer = TransformerTrainer(
-        model,
-        tokenizer,
+    return dict(
         learning_rate=None if options.schedule == "paper" else (options.learning_rate or DEFAULTS["learning_rate"]),
         batch_size=options.batch_size,
         schedule=options.schedule,
         warmup_steps=warmup,
         label_smoothing=options.label_smoothing,
-        output_dir=staging / CHECKPOINTS,
         max_new_tokens=options.max_new_tokens,
-        callbacks=callbacks,
         quiet=options.quiet,
         seed=options.seed,
         eval_strategy="steps",
@@ -669,22 +655,43 @@ def _fit(*, model, tokenizer, data, options: TrainingRunOptions, staging: Path, 
         length_penalty=options.length_penalty,
         max_new_tokens_over_input=options.max_new_tokens_over_input,
         max_time=options.max_time,
-        thread_chooser=thread_chooser,
         **length,
     )
+
+
+def _fit(*, model, tokenizer, train, evaluation: Dataset, test: Dataset, trainer_arguments: dict,
+         eval_at_seconds: list[float] | None, average_last: int, staging: Path, resuming: bool,
+         finished_checkpoint: str | None, thread_chooser: ThreadChooser | None, distributed, started: float) -> _Fitted:  # fmt: skip
+    """Train (or rebuild the trainer of a finished checkpoint), then average the last checkpoints.
+    ``started``: when the run began (``training_wall_seconds`` counts from there to the end of training)."""
+    callbacks, clock = [], None
+    if eval_at_seconds:
+
+        def test_exact_match(current_model) -> dict[str, float]:
+            predictions = generate_texts(current_model, tokenizer, test["source"], batch_size=256)
+            return {"exact_match": compute_text_metrics(predictions, test["target"])["exact_match"]}
+
+        clock = TrainingClockCallback(eval_at_seconds, test_exact_match, path=staging / "metrics_by_time.json")
+        callbacks.append(clock)
+    trainer = TransformerTrainer(
+        model, tokenizer, output_dir=staging / CHECKPOINTS, callbacks=callbacks, thread_chooser=thread_chooser,
+        **trainer_arguments,
+    )  # fmt: skip
     if finished_checkpoint is None:
-        train_output = trainer.train(
-            data["train"], eval_dataset=evaluation, resume_from_checkpoint=True if resuming else None
-        )
+        train_output = trainer.train(train, eval_dataset=evaluation, resume_from_checkpoint=True if resuming else None)
         train_metrics = train_output.metrics
     else:
-        trainer.build(data["train"], evaluation)
+        trainer.build(train, evaluation)
         trainer.hf_trainer.state = _checkpoint_state(finished_checkpoint)
         trainer.hf_trainer.clock.restore(finished_checkpoint)
         train_metrics = {}
     training_wall_seconds = time.perf_counter() - started
-    averaged_from = _average_last_checkpoints(trainer, staging / CHECKPOINTS, options.average_last, distributed)
+    averaged_from = _average_last_checkpoints(trainer, staging / CHECKPOINTS, average_last, distributed)
     return _Fitted(trainer, trainer.model, evaluation, test, train_metrics, training_wall_seconds, clock, averaged_from)
+
+
+def _first(split: Dataset, count: int) -> Dataset:
+    return split.select(range(min(count, len(split))))
 
 
 def _average_last_checkpoints(trainer: TransformerTrainer, checkpoints: Path, last: int, distributed) -> list[str]:

@@ -102,14 +102,17 @@ def test_max_time_callback_stops_saves_evaluates_and_logs_at_the_limit(tmp_path)
     callback = MaxTimeCallback(30.0, clock)
     state, control = TrainerState(global_step=7), TrainerControl()
     fake.now += 29.9
+    callback.on_optimizer_step(arguments, state, control)
+    fake.now += 0.2  # the limit passes between the optimizer step and the end of the step: next step then
     callback.on_step_end(arguments, state, control)
     assert not control.should_training_stop and not callback.stopped_by_time
-    fake.now += 0.2
+    callback.on_optimizer_step(arguments, state, control)
     callback.on_step_end(arguments, state, control)
     assert control.should_training_stop and control.should_save and control.should_evaluate and control.should_log
     assert callback.stopped_by_time
     finished = TrainerControl(should_training_stop=True)  # max_steps came first: not the time limit's stop
     other = MaxTimeCallback(30.0, clock)
+    other.on_optimizer_step(arguments, state, finished)
     other.on_step_end(arguments, state, finished)
     assert not other.stopped_by_time
 

@@ -381,8 +381,7 @@ def test_max_time_ends_training_at_the_limit_with_the_learning_rate_at_its_end(t
     hf_trainer = trainer.hf_trainer
     assert 2.0 <= hf_trainer.clock.seconds() < 2.0 + 2.0
     assert hf_trainer.state.global_step > 3
-    # The last update's learning rate was computed a moment before the limit: within a hair of 0.
-    assert hf_trainer.lr_scheduler.get_last_lr()[0] <= 1e-3 * 0.02
+    assert hf_trainer.lr_scheduler.get_last_lr()[0] == 0.0  # the schedule's end, read after the limit
     logged = [entry for entry in hf_trainer.state.log_history if "learning_rate" in entry]
     assert logged and logged[-1]["step"] == hf_trainer.state.global_step  # the limit's step is logged
     with pytest.raises(ValueError, match="max_time"):
