@@ -55,7 +55,10 @@ class ThreadChooser:
     ``first_step`` (the first step has warmed up the allocator) and every ``recheck_every`` steps after.
     ``choose(probe, set_threads)`` runs ``probe`` once to warm up, then ``rounds`` times with each count,
     alternating (so a change in load or batch length hits both alike), and keeps the count with the
-    smaller median time (``many`` on a tie). ``choices`` lists ``(step, threads)`` for each decision.
+    smaller median time (``many`` on a tie). A first round that differs by ``clear_ratio`` or more
+    decides at once: on a heavily loaded machine a probe with ``many`` threads can take 20 times
+    longer, and repeating it would cost more than the choice gains. ``choices`` lists
+    ``(step, threads)`` for each change of count.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class ThreadChooser:
         rounds: int = 3,
         first_step: int = 1,
         recheck_every: int = 250,
+        clear_ratio: float = 1.5,
         now: Callable[[], float] = time.perf_counter,
     ):
         if many < 1 or rounds < 1 or recheck_every < 1:
@@ -73,6 +77,7 @@ class ThreadChooser:
         self.rounds = rounds
         self.first_step = first_step
         self.recheck_every = recheck_every
+        self.clear_ratio = clear_ratio
         self.now = now
         self.threads = many
         self.choices: list[tuple[int, int]] = []
@@ -97,6 +102,9 @@ class ThreadChooser:
                 started = self.now()
                 probe()
                 timings[count].append(self.now() - started)
+            first_many, first_one = timings[self.many][0], timings[1][0]
+            if round_index == 0 and max(first_many, first_one) >= self.clear_ratio * min(first_many, first_one):
+                break  # clear at once
         many_seconds, one_seconds = statistics.median(timings[self.many]), statistics.median(timings[1])
         self.threads = self.many if many_seconds <= one_seconds else 1
         set_threads(self.threads)

@@ -47,10 +47,20 @@ def test_chooser_keeps_many_threads_on_a_quiet_machine_and_one_on_a_busy_one():
     assert not chooser.due(0) and chooser.due(1)  # the first step warms up first
     assert chooser.choose(1, quiet.probe, quiet.set_threads) == 2 and quiet.threads == 2
     assert quiet.calls == [2, 2, 1, 1, 2, 2, 1]  # one warm-up, then alternating rounds
-    busy = _FakeMachine({2: 0.27, 1: 0.15})
+    busy = _FakeMachine({2: 0.20, 1: 0.15})
     chooser = ThreadChooser(2, rounds=3, now=busy.clock)
     assert chooser.choose(1, busy.probe, busy.set_threads) == 1 and busy.threads == 1
-    assert chooser.choices == [(1, 1)]
+    assert chooser.choices == [(1, 1)] and len(busy.calls) == 7
+
+
+def test_a_clear_first_round_decides_at_once():
+    crawling = _FakeMachine({2: 3.0, 1: 0.15})  # load 5-10: two threads wait for each other
+    chooser = ThreadChooser(2, rounds=3, now=crawling.clock)
+    assert chooser.choose(1, crawling.probe, crawling.set_threads) == 1
+    assert crawling.calls == [2, 2, 1]  # warm-up, one round: no more slow probes
+    crawling.calls.clear()
+    chooser.choose(251, crawling.probe, crawling.set_threads)  # the recheck warms up with the current count
+    assert crawling.calls == [1, 2, 1]
 
 
 def test_chooser_rechecks_as_the_load_changes():
