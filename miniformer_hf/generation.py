@@ -56,11 +56,6 @@ def generate_texts_with_cuts(
     if eos_token_id is None:
         eos_token_id = model.config.eos_token_id
     eos_ids = set(eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
-    if generate_kwargs.get("max_new_tokens") is not None and "max_length" not in generate_kwargs:
-        if getattr(model.config, "is_encoder_decoder", False):
-            # The same limit in the unit the saved generation config uses (the decoder start token
-            # plus the new tokens), so the library does not warn that both are set.
-            generate_kwargs["max_length"] = generate_kwargs.pop("max_new_tokens") + 1
     outputs: list[str] = []
     cut: list[int] = []
     try:

@@ -40,6 +40,7 @@ from .options import (  # noqa: F401  (the options moved to options.py; these na
     TrainingRunOptions,
     TrainOptions,
 )
+from .threads import MAX_DEFAULT_THREADS, default_threads  # noqa: F401 (moved to threads.py; kept importable here)
 
 logger = logging.getLogger(__name__)
 
@@ -64,28 +65,6 @@ __all__ = [
     "write_json",
     "write_weights_checksum",
 ]
-
-MAX_DEFAULT_THREADS = 4
-
-
-def default_threads() -> int:
-    """PyTorch threads for a run without ``--threads``: this process's share of the cores, at most 4.
-
-    The share is the cores this process may use divided by the processes that ``torchrun`` or
-    ``accelerate launch`` started on this machine (``LOCAL_WORLD_SIZE``), so two processes on two cores
-    take one thread each. On the 2-core development machine two threads make a step of the seed model
-    about 1.2-1.4x faster than one. More than 4 were not measured. On a machine whose cores are busy
-    with other work, threads wait for each other: pass ``--threads 1`` there.
-    """
-    try:
-        available = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        available = os.cpu_count() or 1
-    try:
-        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        processes = 1
-    return max(1, min(available // processes, MAX_DEFAULT_THREADS))
 
 
 INCOMPLETE_SUFFIX = ".incomplete"

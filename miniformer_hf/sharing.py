@@ -98,6 +98,8 @@ TRAINING_FACTS = {
     "label_smoothing_factor": "Label smoothing",
     "train_loss": "Final training loss",
     "train_runtime": "Training time",
+    "training_seconds": "Training time (evaluation excluded)",
+    "max_time": "Training time limit",
     "seed": "Seed",
     "averaged_checkpoints": "Averaged checkpoints (§6.1)",
     "bleu_signature": "BLEU signature (sacreBLEU, detokenized output)",
@@ -319,7 +321,7 @@ def render_model_card(
     for key, label in TRAINING_FACTS.items():
         if key in metrics and label not in {row[0] for row in training_rows}:
             value = metrics[key]
-            if key == "train_runtime" and isinstance(value, (int, float)):
+            if key in ("train_runtime", "training_seconds", "max_time") and isinstance(value, (int, float)):
                 value = f"{value:.1f} s"
             if isinstance(value, list):
                 value = ", ".join(map(str, value))

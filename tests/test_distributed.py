@@ -248,3 +248,38 @@ def test_miniformer_train_under_accelerate_launch_with_fsdp2(tmp_path):
     model = MiniformerForConditionalGeneration.from_pretrained(output_dir)
     last = MiniformerForConditionalGeneration.from_pretrained(output_dir / "checkpoints" / "checkpoint-20")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), last.state_dict().values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# miniformer_hf.distributed in one process: the plain-model rebuild that saving and the end of a run share
+# ---------------------------------------------------------------------------------------------
+
+
+def test_one_process_is_not_distributed(monkeypatch):
+    from miniformer_hf.distributed import distributed_state, launched_on_cpu_only
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed_state() is None and not launched_on_cpu_only()
+
+
+def test_the_plain_model_of_an_fsdp_model_is_its_own_class_with_the_full_weights():
+    import torch
+    from torch.distributed.fsdp import FSDPModule
+
+    from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration
+    from miniformer_hf.distributed import plain_model, unsharded_class
+
+    torch.manual_seed(0)
+    model = MiniformerForConditionalGeneration(MiniformerConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=1, d_ff=32))
+    model.generation_config.max_new_tokens = 9
+    assert unsharded_class(model) is None  # not sharded: nothing to rebuild
+    # fully_shard swaps in a subclass named FSDP<Name>; the same swap, without a process group.
+    sharded_class = type("FSDPMiniformerForConditionalGeneration", (FSDPModule, MiniformerForConditionalGeneration), {})
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items() if name != "lm_head.weight"}
+    model.__class__ = sharded_class
+    assert unsharded_class(model) is MiniformerForConditionalGeneration
+    plain = plain_model(model, state)  # lm_head.weight absent, as in a gathered state dict: it follows the embedding
+    assert type(plain) is MiniformerForConditionalGeneration
+    assert all(torch.equal(plain.state_dict()[name], tensor) for name, tensor in state.items())
+    assert plain.lm_head.weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()
+    assert plain.generation_config.max_new_tokens == 9 and plain.generation_config is not model.generation_config

@@ -1,11 +1,11 @@
-"""Tests for miniformer_hf.training: the seed's trainer API, the paper's schedule, metrics, atomic
-checkpoints, resume and reproducibility."""
+"""Tests for miniformer_hf.training: the `miniformer train` pipeline as a function (run_training), its
+time limit with resume after a real SIGKILL, the token budget, streaming resume and the run folder's plots."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,120 +13,28 @@ import textwrap
 import time
 
 import pytest
-import torch
-from datasets import Dataset
-from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
-from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, Transformer, runs
-from miniformer_hf.data import make_toy_dataset
-from miniformer_hf.tokenization import train_char_tokenizer
+from miniformer_hf import runs
+from miniformer_hf.errors import MiniformerError
+from miniformer_hf.metrics import character_error_rate, compute_text_metrics, edit_distance, exact_match
 from miniformer_hf.options import OptionError
-from miniformer_hf.runs import TrainingRunOptions
+from miniformer_hf.runs import RunError, TrainingRunOptions
 from miniformer_hf.training import (
     STAGING_DIR,
     NonFiniteTrainingError,
+    TrainingRunResult,
     TransformerTrainer,
-    character_error_rate,
-    compute_text_metrics,
-    edit_distance,
-    exact_match,
-    generate_texts,
     paper_learning_rate,
     run_training,
 )
 
 
-def random_pairs(num_examples: int = 64, vocab_size: int = 1000, seed: int = 0) -> Dataset:
-    """A tokenized dataset as the seed's snippet expects: input_ids and labels (ending with eos=2)."""
-    generator = torch.Generator().manual_seed(seed)
-    rows = {"input_ids": [], "labels": []}
-    for _ in range(num_examples):
-        length = int(torch.randint(3, 9, (1,), generator=generator))
-        ids = torch.randint(4, vocab_size, (length,), generator=generator).tolist()
-        rows["input_ids"].append(ids + [2])
-        rows["labels"].append(ids[::-1] + [2])
-    return Dataset.from_dict(rows)
+def test_the_pipeline_keeps_exporting_the_names_others_import():
+    from miniformer_hf import trainer
 
-
-def tiny_model(vocab_size: int, seed: int = 0, **overrides) -> MiniformerForConditionalGeneration:
-    torch.manual_seed(seed)
-    sizes = dict(vocab_size=vocab_size, d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.1)
-    sizes.update(overrides)
-    return MiniformerForConditionalGeneration(MiniformerConfig(**sizes))
-
-
-def state_dicts_equal(first: torch.nn.Module, second: torch.nn.Module) -> bool:
-    a, b = first.state_dict(), second.state_dict()
-    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
-
-
-# ---------------------------------------------------------------------------------------------
-# The seed's API
-# ---------------------------------------------------------------------------------------------
-
-
-def test_seed_snippet_runs_as_written(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the library's default output_dir is relative
-    train_dataset = random_pairs()
-
-    model = Transformer(vocab_size=1000, d_model=64, n_heads=4, n_layers=3, d_ff=256, dropout=0.1)
-    trainer = TransformerTrainer(model=model, learning_rate=5e-5, batch_size=32)
-    output = trainer.train(train_dataset, epochs=10)
-
-    state = trainer.hf_trainer.state
-    assert state.global_step == 20  # 64 examples / 32 per batch * 10 epochs
-    assert trainer.args.learning_rate == 5e-5 and trainer.args.per_device_train_batch_size == 32
-    assert math.isfinite(output.training_loss)
-
-
-def test_training_arguments_pass_through_and_hf_trainer_is_reachable(tmp_path):
-    model = tiny_model(1000)
-    trainer = TransformerTrainer(model, output_dir=tmp_path, weight_decay=0.01, adam_beta1=0.8, logging_steps=3)
-    trainer.build(random_pairs(16))
-    assert trainer.args.weight_decay == 0.01 and trainer.args.adam_beta1 == 0.8 and trainer.args.logging_steps == 3
-    assert trainer.hf_trainer.model is model
-    assert trainer.hf_trainer.args.predict_with_generate
-
-
-def test_label_smoothing_is_one_argument(tmp_path):
-    trainer = TransformerTrainer(tiny_model(1000), output_dir=tmp_path, label_smoothing=0.1)
-    hf_trainer = trainer.build(random_pairs(16))
-    assert hf_trainer.args.label_smoothing_factor == 0.1
-    # The model smooths its own loss (one blocked pass): the library's LabelSmoother stays off.
-    assert hf_trainer.label_smoother is None and hf_trainer.model.config.label_smoothing == 0.1
-
-
-def test_raw_text_needs_a_tokenizer(tmp_path):
-    raw = Dataset.from_dict({"source": ["a b"], "target": ["b a"]})
-    with pytest.raises(ValueError, match="no tokenizer was given"):
-        TransformerTrainer(tiny_model(50), output_dir=tmp_path).train(raw, max_steps=1)
-    with pytest.raises(ValueError, match="expected 'input_ids' and 'labels'"):
-        TransformerTrainer(tiny_model(50), output_dir=tmp_path).train(Dataset.from_dict({"x": [1]}), max_steps=1)
-
-
-# ---------------------------------------------------------------------------------------------
-# §5.3 schedule
-# ---------------------------------------------------------------------------------------------
-
-
-def test_paper_schedule_is_the_formula_of_section_5_3(tmp_path):
-    d_model, warmup = 64, 10
-    model = tiny_model(1000, d_model=d_model, n_heads=4)
-    trainer = TransformerTrainer(model, output_dir=tmp_path, schedule="paper", warmup_steps=warmup)
-    hf_trainer = trainer.build(random_pairs(16))
-    assert hf_trainer.args.adam_beta2 == 0.98 and hf_trainer.args.adam_epsilon == 1e-9
-    hf_trainer.create_optimizer_and_scheduler(num_training_steps=100)
-    base_lr = hf_trainer.args.learning_rate
-    assert base_lr == pytest.approx(paper_learning_rate(d_model, warmup))
-    for step in range(1, 60):
-        paper = d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
-        assert base_lr * hf_trainer.lr_scheduler.lr_lambdas[0](step) == pytest.approx(paper, rel=1e-9), step
-
-
-def test_paper_schedule_refuses_a_learning_rate(tmp_path):
-    with pytest.raises(ValueError, match="conflicts with schedule='paper'"):
-        TransformerTrainer(tiny_model(50), output_dir=tmp_path, schedule="paper", learning_rate=1e-3)
+    assert TransformerTrainer is trainer.TransformerTrainer and paper_learning_rate is trainer.paper_learning_rate
+    assert STAGING_DIR == trainer.STAGING_DIR and issubclass(NonFiniteTrainingError, RunError)
+    assert TrainingRunResult.__dataclass_fields__.keys() >= {"output_dir", "metrics", "already_finished"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,214 +54,6 @@ def test_text_metrics():
         compute_text_metrics(["a"], [])
 
 
-# ---------------------------------------------------------------------------------------------
-# A model that learns: the toy copy task
-# ---------------------------------------------------------------------------------------------
-
-
-def test_toy_copy_task_learns_to_copy(tmp_path):
-    # The margin (>= 95% of 200 held-out strings, not 100%) holds on any x86-64 CPU: a seeded run
-    # follows another float path with AVX2 than with AVX-512 (0.99 was seen on an AMD EPYC). An
-    # untrained or broken model scores 0%, so the test still fails on one.
-    started = time.perf_counter()
-    data = make_toy_dataset("copy", num_train=4000, num_validation=200, num_test=200, max_len=8, seed=0)
-    tokenizer = train_char_tokenizer(list(data["train"]["source"]) + list(data["train"]["target"]))
-    model = tiny_model(len(tokenizer), d_model=64, n_heads=4, n_layers=2, d_ff=128, dropout=0.0)
-    trainer = TransformerTrainer(
-        model,
-        tokenizer,
-        output_dir=tmp_path,
-        learning_rate=3e-3,
-        schedule="inverse_sqrt",
-        warmup_steps=50,
-        batch_size=64,
-        label_smoothing=0.0,
-        seed=0,
-    )
-    trainer.train(data["train"], max_steps=500)
-    metrics = trainer.evaluate(data["test"])
-    elapsed = time.perf_counter() - started
-    assert metrics["eval_exact_match"] >= 0.95, metrics
-    assert metrics["eval_cer"] <= 0.02, metrics
-    assert {"eval_loss", "eval_cer", "eval_bleu"} <= metrics.keys()
-    assert trainer.generate(["a b c"]) == ["a b c"]
-    # Time is reported, not asserted: speed is measured by the benchmark scripts.
-    print(f"toy copy task: {metrics['eval_exact_match']:.1%} exact match in {elapsed:.1f} s")
-
-
-# ---------------------------------------------------------------------------------------------
-# Reproducibility, checkpoints and resume
-# ---------------------------------------------------------------------------------------------
-
-
-def _train(output_dir, max_steps, seed=0, resume=None, save_steps=5):
-    model = tiny_model(1000, seed=seed)
-    trainer = TransformerTrainer(
-        model,
-        output_dir=output_dir,
-        learning_rate=1e-3,
-        batch_size=8,
-        seed=seed,
-        schedule="constant",
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=2,
-    )
-    trainer.train(random_pairs(48), max_steps=max_steps, resume_from_checkpoint=resume)
-    return trainer
-
-
-def test_same_seed_and_data_give_the_same_weights(tmp_path):
-    first = _train(tmp_path / "a", max_steps=8)
-    second = _train(tmp_path / "b", max_steps=8)
-    assert state_dicts_equal(first.model, second.model)
-    third = _train(tmp_path / "c", max_steps=8, seed=1)
-    assert not state_dicts_equal(first.model, third.model)
-
-
-def test_resume_continues_to_the_same_weights_and_checkpoints_are_atomic(tmp_path):
-    straight = _train(tmp_path / "straight", max_steps=12)
-
-    interrupted = tmp_path / "interrupted"
-    _train(interrupted, max_steps=5)  # as if killed right after checkpoint-5 (the schedule is constant)
-    assert sorted(os.listdir(interrupted)) == ["checkpoint-5"]  # no staging folder left behind
-    # A kill while checkpoint-10 was being written leaves it in the staging folder, which resume ignores.
-    half_written = interrupted / STAGING_DIR / "checkpoint-10"
-    half_written.mkdir(parents=True)
-    (half_written / "model.safetensors").write_bytes(b"\0" * 10)
-    assert get_last_checkpoint(interrupted).endswith("checkpoint-5")
-
-    resumed = _train(interrupted, max_steps=12, resume=True)
-    assert resumed.hf_trainer.state.global_step == 12
-    assert state_dicts_equal(straight.model, resumed.model)
-    assert not (interrupted / STAGING_DIR).exists()
-
-
-KILL_SCRIPT = textwrap.dedent(
-    """
-    import sys, torch
-    torch.set_num_threads(1)
-    sys.path.insert(0, {tests_dir!r})
-    from test_training import _train
-    _train(sys.argv[1], max_steps=int(sys.argv[2]), resume=True, save_steps=2)
-    """
-)
-
-
-@pytest.mark.slow
-def test_sigkill_at_any_moment_then_resume_finishes(tmp_path):
-    """Kill a training process repeatedly (some kills land while a checkpoint is being written),
-    then resume until it finishes; every checkpoint folder a resume can see must load."""
-    script = tmp_path / "train.py"
-    script.write_text(KILL_SCRIPT.format(tests_dir=os.path.dirname(__file__)))
-    output_dir = tmp_path / "run"
-    max_steps = 40
-    command = [sys.executable, str(script), str(output_dir), str(max_steps)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-    kills = 0
-    for attempt in range(8):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # Wait until training is under way (a staging folder or a new checkpoint appears), then kill.
-        deadline = time.time() + 120
-        before = get_last_checkpoint(output_dir) if output_dir.exists() else None
-        while process.poll() is None and time.time() < deadline:
-            staging = output_dir / STAGING_DIR
-            latest = get_last_checkpoint(output_dir) if output_dir.exists() else None
-            if staging.exists() or (latest and latest != before):
-                time.sleep(0.05 * attempt)
-                break
-            time.sleep(0.01)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
-        latest = get_last_checkpoint(output_dir) if output_dir.exists() else None
-        if latest is not None:
-            files = set(os.listdir(latest))
-            assert {"model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt"} <= files, (latest, files)
-        if latest is not None and latest.endswith(f"checkpoint-{max_steps}"):
-            break
-    assert kills >= 1
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert get_last_checkpoint(output_dir).endswith(f"checkpoint-{max_steps}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Non-finite training, saved configs, metrics against raw text, the whole run as a function
-# ---------------------------------------------------------------------------------------------
-
-
-class _PoisonAtStep(TrainerCallback):
-    """Turn one weight into NaN at the end of ``step`` (as an exploding update would)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step == self.step:
-            with torch.no_grad():
-                next(model.parameters()).fill_(float("nan"))
-
-
-def test_non_finite_weights_stop_training_at_their_step_and_keep_the_last_good_checkpoint(tmp_path):
-    model = tiny_model(1000)
-    trainer = TransformerTrainer(
-        model, output_dir=tmp_path, learning_rate=1e-3, batch_size=8, schedule="constant",
-        save_strategy="steps", save_steps=2, callbacks=[_PoisonAtStep(3)],
-    )  # fmt: skip
-    with pytest.raises(NonFiniteTrainingError) as raised:
-        trainer.train(random_pairs(48), max_steps=6)
-    assert raised.value.step == 3 and "step 3" in str(raised.value)
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2"]
-    saved = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "checkpoint-2")
-    assert all(torch.isfinite(p).all() for p in saved.parameters())
-
-
-def test_a_non_finite_loss_stops_training_at_once(tmp_path):
-    model = tiny_model(1000)
-    trainer = TransformerTrainer(model, output_dir=tmp_path, learning_rate=float("inf"), batch_size=8)
-    with pytest.raises(NonFiniteTrainingError) as raised:
-        trainer.train(random_pairs(48), max_steps=5)
-    assert raised.value.step <= 2  # the first update makes every weight NaN; it is caught there
-
-
-def test_saved_configs_keep_use_cache_and_do_not_cap_a_callers_length(tmp_path):
-    data = make_toy_dataset("copy", num_train=64, num_validation=8, num_test=8, max_len=4, seed=0)
-    tokenizer = train_char_tokenizer(list(data["train"]["source"]) + list(data["train"]["target"]))
-    model = tiny_model(len(tokenizer))
-    trainer = TransformerTrainer(
-        model, tokenizer, output_dir=tmp_path / "checkpoints", learning_rate=1e-3, batch_size=8,
-        save_strategy="steps", save_steps=2,
-    )  # fmt: skip
-    trainer.train(data["train"], max_steps=2)
-    trainer.save_model(tmp_path / "final")
-    for folder in (tmp_path / "checkpoints" / "checkpoint-2", tmp_path / "final"):
-        assert json.loads((folder / "config.json").read_text())["use_cache"] is True, folder
-    generation = json.loads((tmp_path / "final" / "generation_config.json").read_text())
-    assert "max_new_tokens" not in generation and generation["max_length"] == trainer.max_new_tokens + 1
-    loaded = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "final")
-    ids = tokenizer(["a b c"], return_tensors="pt")["input_ids"]
-    assert loaded.generate(ids, max_length=40, min_length=40).shape[-1] == 40  # not capped at the saved length
-
-
-def test_training_metrics_score_the_raw_target_text(tmp_path):
-    # Targets with characters the tokenizer never saw: decoded labels lose them, the raw text keeps them.
-    data = make_toy_dataset("copy", num_train=64, num_validation=8, num_test=8, max_len=4, seed=0)
-    tokenizer = train_char_tokenizer(list(data["train"]["source"]) + list(data["train"]["target"]))
-    evaluation = Dataset.from_dict({"source": ["a b", "c d"], "target": ["a b ZZ", "c d QQ"]})
-    model = tiny_model(len(tokenizer))
-    trainer = TransformerTrainer(model, tokenizer, output_dir=tmp_path, batch_size=8, max_new_tokens=8)
-    metrics = trainer.evaluate(evaluation)
-    predictions = generate_texts(model, tokenizer, evaluation["source"])
-    against_raw = compute_text_metrics(predictions, evaluation["target"])
-    decoded_labels = [tokenizer.decode(tokenizer(t)["input_ids"], skip_special_tokens=True) for t in evaluation["target"]]
-    against_labels = compute_text_metrics(predictions, decoded_labels)
-    assert against_raw["cer"] != against_labels["cer"]  # the test can tell the two apart
-    assert metrics["eval_cer"] == pytest.approx(against_raw["cer"])
-    assert metrics["eval_exact_match"] == against_raw["exact_match"]
-
-
 def test_run_training_is_the_command_as_a_function(tmp_path):
     result = run_training(
         task="copy", size="tiny", num_train=200, max_steps=2, batch_size=16, eval_steps=2, eval_samples=4,
@@ -367,3 +67,166 @@ def test_run_training_is_the_command_as_a_function(tmp_path):
     with pytest.raises(OptionError) as refused:  # options are checked by options.resolve, in Python's names
         run_training(TrainingRunOptions(task="copy", train_file="x.csv"))
     assert refused.value.exit_code == 2
+
+
+def _tiny_run(output_dir, **options) -> TrainingRunResult:
+    settings = dict(task="copy", size="tiny", num_train=200, batch_size=16, eval_samples=4, no_visualize=True,
+                    quiet=True, threads=1, output_dir=str(output_dir))  # fmt: skip
+    return run_training(**{**settings, **options})
+
+
+# ---------------------------------------------------------------------------------------------
+# --max-time: the run, its schedule, its record, and resume after a real SIGKILL
+# ---------------------------------------------------------------------------------------------
+
+
+def test_max_time_run_stops_at_the_limit_with_the_schedule_ended_and_says_so(tmp_path):
+    result = _tiny_run(tmp_path / "timed", max_time=4.0, eval_steps=25, warmup_steps=5, logging_steps=2)
+    metrics = result.metrics
+    assert metrics["max_time"] == 4.0 and 4.0 <= metrics["training_seconds"] < 4.0 + 3.0
+    log = json.loads((tmp_path / "timed" / "log_history.json").read_text())
+    rates = [entry for entry in log if "learning_rate" in entry]
+    assert rates[-1]["step"] == metrics["max_steps"]  # the limit's step is logged...
+    # transformers logs the rate each update used (computed one step before): one step short of the end,
+    # a few percent of the peak in a 4 s run (the scheduler itself is at 0: test_trainer checks it).
+    assert rates[-1]["learning_rate"] < min(0.25 * metrics["learning_rate"], rates[-2]["learning_rate"])
+    assert max(entry["learning_rate"] for entry in rates) > 0.3 * metrics["learning_rate"]
+    card = (tmp_path / "timed" / "README.md").read_text()
+    assert "Training time limit" in card and "4.0 s" in card
+    arguments = json.loads((tmp_path / "timed" / "run_arguments.json").read_text())
+    assert arguments["max_time"] == 4.0
+    with pytest.raises(MiniformerError) as refused:  # a usage error, before anything is written
+        _tiny_run(tmp_path / "bad", max_time=0.0)
+    assert refused.value.exit_code == 2 and "max" in str(refused.value) and "time" in str(refused.value)
+    assert not (tmp_path / "bad").exists()
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys
+    from miniformer_hf.training import run_training
+    run_training(task="copy", size="tiny", num_train=200, batch_size=16, eval_samples=4, no_visualize=True,
+                 quiet=True, threads=1, output_dir=sys.argv[1], max_time=float(sys.argv[2]), eval_steps=5,
+                 resume=sys.argv[3] == "resume")
+    """
+)
+
+
+def test_max_time_resume_after_sigkill_continues_the_same_budget(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(KILLED_RUN)
+    output_dir, budget = tmp_path / "run", 8.0
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
+    process = subprocess.Popen([sys.executable, str(script), str(output_dir), str(budget), "new"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    checkpoints = output_dir.parent / f"{output_dir.name}{runs.INCOMPLETE_SUFFIX}" / runs.CHECKPOINTS
+    deadline, saved = time.time() + 240, 0.0
+    while process.poll() is None and time.time() < deadline and saved < 3.0:
+        clocks = list(checkpoints.glob("checkpoint-*/training_clock.json"))
+        saved = max((json.loads(path.read_text())["training_seconds"] for path in clocks), default=0.0)
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (output_dir / "metrics.json").exists()
+    kept = runs.read_json(sorted(checkpoints.glob("checkpoint-*/training_clock.json"), key=os.path.getmtime)[-1])
+    resumed = subprocess.run([sys.executable, str(script), str(output_dir), str(budget), "resume"], env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert budget <= metrics["training_seconds"] < budget + 3.0
+    # The resumed process trained only the rest of the budget (its own runtime includes small evaluations).
+    assert metrics["train_runtime"] < budget - kept["training_seconds"] + 3.0, (metrics["train_runtime"], kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets and streams: refused before training
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_token_budget_below_the_longest_example_is_refused_before_training(tmp_path):
+    with pytest.raises(MiniformerError) as refused:
+        _tiny_run(tmp_path / "budget", tokens_per_batch=3, max_steps=2, eval_steps=2)
+    message = str(refused.value)
+    assert refused.value.exit_code == 2 and "\n" not in message
+    assert "tokens" in message and "longest" in message
+    numbers = [int(number) for number in re.findall(r"\d+", message)]
+    assert 3 in numbers and max(numbers) > 3  # the budget and the longest example's token count
+    assert not (tmp_path / "budget").exists() and not (tmp_path / f"budget{runs.INCOMPLETE_SUFFIX}").exists()
+
+
+def test_a_streaming_run_refuses_to_resume_on_changed_data(tmp_path):
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    rows = [{"source": f"a{i % 7} b{i % 5}", "target": f"b{i % 5} a{i % 7}"} for i in range(60)]
+
+    def write(rows):
+        (folder / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    write(rows)
+    options = dict(dataset=str(folder), streaming=True, tokenizer_sample=40, size="tiny", batch_size=8,
+                   eval_steps=2, eval_samples=6, no_visualize=True, quiet=True, threads=1,
+                   output_dir=str(tmp_path / "stream"))  # fmt: skip
+    first = run_training(max_steps=2, **options)
+    write([{**row, "target": row["target"].upper()} for row in rows])  # every target edited
+    with pytest.raises(RunError) as refused:
+        run_training(max_steps=4, resume=True, **options)
+    assert refused.value.exit_code == 1 and "the data differ" in str(refused.value)
+    assert json.loads((tmp_path / "stream" / "metrics.json").read_text()) == first.metrics  # untouched
+    write(rows)  # restored: the same run resumes
+    assert run_training(max_steps=4, resume=True, **options).metrics["max_steps"] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder's loss curve and the generation config it ships
+# ---------------------------------------------------------------------------------------------
+
+
+def test_loss_curve_has_a_learning_rate_panel():
+    from miniformer_hf.run_report import loss_curve_figure
+
+    log = [{"step": 10, "loss": 3.0, "learning_rate": 1e-3}, {"step": 20, "loss": 2.0, "learning_rate": 5e-4},
+           {"step": 20, "eval_loss": 2.1, "eval_exact_match": 0.4}]  # fmt: skip
+    figure = loss_curve_figure(log)
+    rate_axes = [axes for axes in figure.axes if axes.get_ylabel() == "learning rate"]
+    assert len(rate_axes) == 1
+    assert [list(line.get_ydata()) for line in rate_axes[0].get_lines()] == [[1e-3, 5e-4]]
+    assert {axes.get_ylabel() for axes in figure.axes} >= {"cross-entropy", "exact match", "learning rate"}
+
+
+def test_the_trained_model_generates_without_length_warnings(tmp_path):
+    import logging
+    import warnings
+
+    from transformers import pipeline
+    from transformers.utils import logging as hf_logging
+
+    from miniformer_hf import PIPELINE_TASK, MiniformerForConditionalGeneration
+    from miniformer_hf.generation import generate_texts
+
+    caught: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            caught.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    hf_logging.get_logger("transformers").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as python_warnings:
+            warnings.simplefilter("always")
+            _tiny_run(tmp_path / "quiet", max_steps=2, eval_steps=2, no_visualize=False)
+            model = MiniformerForConditionalGeneration.from_pretrained(tmp_path / "quiet")
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tmp_path / "quiet")
+            generate_texts(model, tokenizer, ["a b"], max_new_tokens=5)
+            ids = tokenizer(["a b"], return_tensors="pt")["input_ids"]
+            model.generate(ids, max_new_tokens=7)
+            pipeline(PIPELINE_TASK, model=model, tokenizer=tokenizer)("a b", max_new_tokens=6)
+    finally:
+        hf_logging.get_logger("transformers").removeHandler(handler)
+    messages = caught + [str(warning.message) for warning in python_warnings]
+    assert not [message for message in messages if "max_length" in message], messages
+    generation = json.loads((tmp_path / "quiet" / "generation_config.json").read_text())
+    assert "max_length" not in generation and generation["max_new_tokens"] > 0

@@ -1,0 +1,135 @@
+"""How many PyTorch threads a training run uses.
+
+`default_threads` is this process's share of the cores (at most 4). On a quiet 2-core machine two
+threads make a step of the seed model about 1.2-1.4x faster than one; on a busy machine the threads
+wait for each other and the same two threads make it 1.8x slower (one busy process beside it) to 20x
+slower (load 5-10). So a run without ``--threads`` does not trust the count: `ThreadChooser` measures.
+
+At the second step, and again every ``recheck_every`` steps (the load changes), the trainer times a
+probe (the forward and backward pass of the current batch, gradients discarded, random state
+restored: the probe changes nothing in the run) alternately with `default_threads` and with one
+thread, and trains on with the faster count. A given ``--threads N`` pins N and nothing is measured.
+
+The thread count changes the order of floating-point sums, so weights can differ in their last bits
+between counts: ``metrics.json`` records the counts chosen (``thread_choices``); ``--threads N`` with
+the last of them repeats a run exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MAX_DEFAULT_THREADS", "ThreadChooser", "default_threads"]
+
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads() -> int:
+    """PyTorch threads for a run without ``--threads``: this process's share of the cores, at most 4.
+
+    The share is the cores this process may use divided by the processes that ``torchrun`` or
+    ``accelerate launch`` started on this machine (``LOCAL_WORLD_SIZE``), so two processes on two cores
+    take one thread each. More than 4 were not measured.
+    """
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    try:
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes = 1
+    return max(1, min(available // processes, MAX_DEFAULT_THREADS))
+
+
+class ThreadChooser:
+    """Choose between ``many`` threads and one by timing a probe with each.
+
+    ``due(step)`` says whether to measure before training step ``step`` (0-based global step): at
+    ``first_step`` (the first step has warmed up the allocator) and every ``recheck_every`` steps after.
+    ``choose(probe, set_threads)`` runs ``probe`` once to warm up, then ``rounds`` times with each count,
+    alternating (so a change in load or batch length hits both alike), and keeps the count with the
+    smaller median time (``many`` on a tie). A first round that differs by ``clear_ratio`` or more
+    decides at once: on a heavily loaded machine a probe with ``many`` threads can take 20 times
+    longer, and repeating it would cost more than the choice gains. ``choices`` lists
+    ``(step, threads)`` for each change of count.
+    """
+
+    def __init__(
+        self,
+        many: int,
+        *,
+        rounds: int = 3,
+        first_step: int = 1,
+        recheck_every: int = 250,
+        clear_ratio: float = 1.5,
+        now: Callable[[], float] = time.perf_counter,
+    ):
+        if many < 1 or rounds < 1 or recheck_every < 1:
+            raise ValueError(f"many={many}, rounds={rounds}, recheck_every={recheck_every}; expected positive values.")
+        self.many = many
+        self.rounds = rounds
+        self.first_step = first_step
+        self.recheck_every = recheck_every
+        self.clear_ratio = clear_ratio
+        self.now = now
+        self.threads = many
+        self.choices: list[tuple[int, int]] = []
+        self._last_step: int | None = None
+
+    def due(self, step: int) -> bool:
+        if self.many == 1:
+            return False
+        if self._last_step is None:
+            return step >= self.first_step
+        return step - self._last_step >= self.recheck_every
+
+    def choose(self, step: int, probe: Callable[[], None], set_threads: Callable[[int], None]) -> int:
+        self._last_step = step
+        timings: dict[int, list[float]] = {self.many: [], 1: []}
+        set_threads(self.threads)
+        probe()  # warm-up, not timed
+        for round_index in range(self.rounds):
+            order = (self.many, 1) if round_index % 2 == 0 else (1, self.many)
+            for count in order:
+                set_threads(count)
+                started = self.now()
+                probe()
+                timings[count].append(self.now() - started)
+            first_many, first_one = timings[self.many][0], timings[1][0]
+            if round_index == 0 and max(first_many, first_one) >= self.clear_ratio * min(first_many, first_one):
+                break  # clear at once
+        many_seconds, one_seconds = statistics.median(timings[self.many]), statistics.median(timings[1])
+        self.threads = self.many if many_seconds <= one_seconds else 1
+        set_threads(self.threads)
+        if not self.choices or self.choices[-1][1] != self.threads:
+            self.choices.append((step, self.threads))
+            logger.info(
+                "Step %d: %d thread(s) (probe %.1f ms with %d, %.1f ms with 1).",
+                step, self.threads, 1000 * many_seconds, self.many, 1000 * one_seconds,
+            )  # fmt: skip
+        return self.threads
+
+
+def probe_step(model, inputs: dict) -> Callable[[], None]:
+    """A probe for `ThreadChooser`: the forward and backward pass of ``inputs`` without touching the run.
+
+    Gradients come from ``torch.autograd.grad`` (nothing accumulates in ``.grad``) and the random state
+    (dropout) is restored afterwards, so training goes on exactly as if the probe had not run.
+    """
+    import torch
+
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+
+    def probe() -> None:
+        with torch.random.fork_rng(devices=[]):
+            loss = model(**inputs).loss
+            torch.autograd.grad(loss, parameters, allow_unused=True)
+
+    return probe
