@@ -254,18 +254,24 @@ def test_corrupted_weights_are_caught_by_the_checksum_everywhere(run_copy, pairs
     assert code == 1 and "corrupted" in one_line(err)
 
 
-def test_non_finite_weights_warn_loudly(run_copy, capsys, caplog):
+@pytest.mark.parametrize("checksums", ["deleted", "empty", "rewritten"])
+def test_non_finite_weights_are_refused_with_no_output(run_copy, checksums, capsys):
+    # issue 23.6: a model with non-finite weights never produces output as if it were fine.
     from safetensors.torch import load_file, save_file
 
     weights = load_file(run_copy / "model.safetensors")
     name = next(iter(weights))
     weights[name] = weights[name] * float("nan")
     save_file(weights, run_copy / "model.safetensors", metadata={"format": "pt"})
-    runs.write_weights_checksum(run_copy)
-    code, _, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
-    assert code == 0
-    shown = caplog.text + err  # the command's log handler writes to stderr
-    assert "NaN or infinite" in shown and "WARNING" in shown and "meaningless" in shown
+    if checksums == "deleted":
+        (run_copy / "checksums.json").unlink()
+    elif checksums == "empty":
+        (run_copy / "checksums.json").write_text("{}")
+    else:
+        runs.write_weights_checksum(run_copy)
+    code, out, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
+    line = one_line(err)
+    assert code == 1 and out == "" and "NaN or infinite" in line and name in line
 
 
 def test_limits_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
