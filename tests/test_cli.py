@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from miniformer_hf import cli
+from miniformer_hf import cli, runs
 
 COMMANDS = ("train", "generate", "evaluate", "average", "visualize", "push")
 
@@ -206,7 +206,7 @@ def test_train_writes_a_complete_run_folder(finished_run):
         "loss_curve.png", "attention", "checkpoints",
     }  # fmt: skip
     assert expected <= names, expected - names
-    assert not os.path.exists(str(finished_run) + cli.INCOMPLETE_SUFFIX)
+    assert not os.path.exists(str(finished_run) + runs.INCOMPLETE_SUFFIX)
     config = json.loads((finished_run / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_miniformer.")
     metrics = json.loads((finished_run / "metrics.json").read_text())
@@ -253,7 +253,7 @@ def test_a_killed_run_is_refused_without_resume_and_finishes_with_it(tmp_path):
     import time
 
     output_dir = tmp_path / "run"
-    staging = tmp_path / ("run" + cli.INCOMPLETE_SUFFIX)
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
     argv = [
         sys.executable, "-m", "miniformer_hf.cli", "train", "--task", "copy", "--size", "tiny", "--num-train", "2000",
         "--max-steps", "200", "--eval-steps", "40", "--eval-samples", "50", "--output-dir", str(output_dir),
