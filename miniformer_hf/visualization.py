@@ -78,8 +78,6 @@ def visualize_example(
     (then they would be the same pictures, and ``generation.html`` says so). The model's train/eval mode is
     restored.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     generated = generate_with_attention(
         model, tokenizer, source_text, max_new_tokens=max_new_tokens, **generate_kwargs
     )
@@ -88,6 +86,8 @@ def visualize_example(
     # A model that generates the target exactly is fed the same decoder inputs as when teacher-forced on it,
     # so the two sets of views would be the same pictures: write them once and say so.
     same = forced is not None and forced.target_tokens == generated.target_tokens
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the model has answered: a failure leaves no folder
     description = (
         "Each decoder row is the decoder input at that step; it produced the next token (the 'Generated' line), "
         "and the PNG plots label each row 'input \u2192 produced'. Cross attention shows where each step looked "

@@ -480,3 +480,21 @@ def test_miniformer_visualize_command(model, tokenizer, tmp_path, caplog):
     with pytest.raises(MiniformerError, match="no such folder"):  # raised like every command, exit code 1
         visualize_command.run(missing)
     assert not (tmp_path / "v").exists()
+
+
+def test_teacher_forced_views_equal_to_the_generated_ones_are_written_once(model, tokenizer, tmp_path, monkeypatch):
+    # issue 21.9: when the model generates the target exactly, teacher forcing feeds the same decoder inputs.
+    generated = visualization.generate_with_attention(model, tokenizer, "hello world", max_new_tokens=3)
+    monkeypatch.setattr(visualization, "attention_example", lambda *args, **kwargs: generated)
+    written = visualization.visualize_example(
+        model, tokenizer, "hello world", tmp_path / "out", target_text="anything", max_new_tokens=3
+    )
+    assert not any(name.startswith("attention_") for name in written)
+    assert not list((tmp_path / "out").glob("attention*"))
+    assert "generated the target exactly" in (tmp_path / "out" / "generation.html").read_text(encoding="utf-8")
+
+
+def test_a_failed_generation_leaves_no_output_folder(model, tokenizer, tmp_path):
+    with pytest.raises(Exception):
+        visualization.visualize_example(model, tokenizer, "hello", tmp_path / "out", max_new_tokens=3, num_beams=0)
+    assert not (tmp_path / "out").exists()
