@@ -7,7 +7,6 @@ refused before anything is loaded or created.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 __all__ = [
@@ -55,8 +54,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a positive number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{value} is not a positive finite number; expected a positive number")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive; expected a positive number")
     return value
 
 
