@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from . import runs
 from .errors import MiniformerError
 
 __all__ = [
@@ -31,12 +32,13 @@ __all__ = [
     "average_checkpoints",
     "average_into_model",
     "average_state_dicts",
+    "check_same_run",
     "checkpoint_paths",
     "write_averaged_run",
 ]
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_NAME = runs.WEIGHTS_FILE
 
 
 class AveragingError(MiniformerError):
@@ -59,7 +61,7 @@ def checkpoint_paths(run_dir: str | os.PathLike, last: int) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise AveragingError(f"{run_dir}: no such folder; expected a run folder written by `miniformer train`.")
-    folder = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    folder = run_dir / runs.CHECKPOINTS if (run_dir / runs.CHECKPOINTS).is_dir() else run_dir
     found = sorted(
         (path for path in folder.iterdir() if path.is_dir() and _step(path) >= 0 and (path / WEIGHTS_NAME).is_file()),
         key=_step,
@@ -109,35 +111,67 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> di
     return averaged
 
 
-def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, torch.Tensor]:
-    """The mean of the ``model.safetensors`` weights in the checkpoint folders ``paths``."""
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise AveragingError(
+            f"{path}: no {WEIGHTS_NAME}; expected a checkpoint folder (checkpoint-<step>) or a saved model folder."
+        )
+    try:
+        return load_file(weights)
+    except (SafetensorError, OSError) as error:
+        raise AveragingError(
+            f"{weights} cannot be read ({type(error).__name__}: {' '.join(str(error).split())}); the file is "
+            "truncated or corrupted. Leave this checkpoint out (--checkpoints) or copy the run again."
+        ) from None
+
+
+def check_same_run(paths: Sequence[str | os.PathLike]) -> None:
+    """Refuse checkpoints of different runs: different data, task, tokenizer or model configuration.
+
+    Each checkpoint is compared with the first on what `runs.run_identity` reads (the run's
+    ``run_arguments.json`` and data fingerprint, the tokenizer, the config); weights of two runs have
+    the same shapes and would average into a model that fits neither.
+    """
+    paths = [Path(path) for path in paths]
+    first = runs.run_identity(paths[0])
+    for path in paths[1:]:
+        other = runs.run_identity(path)
+        different = sorted(key for key in first.keys() & other.keys() if first[key] != other[key])
+        if different:
+            raise AveragingError(
+                f"{paths[0]} and {path} come from different runs (their {', '.join(different)} differ); "
+                "expected checkpoints of one run: average the checkpoints of each run separately."
+            )
+
+
+def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, torch.Tensor]:
+    """The mean of the ``model.safetensors`` weights in the checkpoint folders ``paths``."""
     if not paths:
         raise AveragingError("no checkpoints given; expected at least one checkpoint folder.")
-    state_dicts = []
-    for path in paths:
-        weights = Path(path) / WEIGHTS_NAME
-        if not weights.is_file():
-            raise AveragingError(
-                f"{path}: no {WEIGHTS_NAME}; expected a checkpoint folder (checkpoint-<step>) or a saved model folder."
-            )
-        state_dicts.append(load_file(weights))
-    return average_state_dicts(state_dicts)
+    return average_state_dicts([_load_weights(Path(path)) for path in paths])
 
 
 def average_into_model(paths: Sequence[str | os.PathLike]):
     """A model loaded from the newest of ``paths`` whose weights are the mean of all of them.
 
-    The model is built by ``from_pretrained`` (so its config, generation config and tied weights are
-    the checkpoint's) and the averaged weights are then loaded into it: tied weights stay tied.
+    The paths are checked first (`check_same_run`, checksums where recorded). The model is built by
+    ``from_pretrained`` with the package's classes (no ``trust_remote_code`` prompt; its config,
+    generation config and tied weights are the checkpoint's) and the averaged weights are loaded into
+    it: tied weights stay tied.
     """
-    from transformers import AutoModelForSeq2SeqLM
-
-    import miniformer_hf  # noqa: F401  (registers Miniformer with the Auto classes)
-
+    if not paths:
+        raise AveragingError("no checkpoints given; expected at least one checkpoint folder.")
+    for path in paths:
+        if not Path(path).is_dir():
+            raise AveragingError(f"{path}: no such folder; expected a checkpoint folder (checkpoint-<step>).")
+        runs.check_run_folder(path, use="average", subject=str(path))
+    check_same_run(paths)
     averaged = average_checkpoints(paths)
-    model = AutoModelForSeq2SeqLM.from_pretrained(paths[-1])
+    model = runs.load_model(paths[-1], subject=str(paths[-1]))
     missing, unexpected = model.load_state_dict(averaged, strict=False)
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})
     missing = [name for name in missing if name not in tied]
@@ -168,44 +202,34 @@ def write_averaged_run(
     """
     import shutil
 
-    from transformers import AutoTokenizer
-
-    from . import runs
-
     paths = [Path(path) for path in checkpoints]
     output_dir = runs.resolve_output_dir(output_dir)
     if any(path.resolve() == output_dir or output_dir in path.resolve().parents for path in paths):
         raise runs.RunError(f"--output-dir {output_dir} holds the checkpoints being averaged; expected a new folder.", 2)
     staging = runs.staging_folder(output_dir)
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        if not overwrite:
-            raise runs.RunError(
-                f"--output-dir {output_dir} already exists and is not empty; pass --overwrite to replace it, or choose "
-                "another --output-dir.",
-                2,
-            )
-        if not runs.is_run_folder(output_dir):
-            raise runs.RunError(
-                f"--overwrite refused: {output_dir} is not a Miniformer run folder; choose another --output-dir."
-            )
+    # The rules of `miniformer train`: a live run's lock, --overwrite only for run folders, an interrupted run kept.
+    runs.check_destination(output_dir, staging, overwrite=overwrite, command="average")
     model = average_into_model(paths)  # AveragingError before anything is written
-    tokenizer_source = Path(source_run) if source_run and (Path(source_run) / "tokenizer.json").is_file() else paths[-1]
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    runs.check_finite_weights(model, where="the average of " + ", ".join(path.name for path in paths), refusal="not written")
+    source_run = Path(source_run) if source_run else None
+    tokenizer_source = source_run if source_run and (source_run / "tokenizer.json").is_file() else paths[-1]
+    tokenizer = runs.load_tokenizer(tokenizer_source, subject=str(tokenizer_source))
+    lock = runs.take_staging(output_dir, staging)
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if source_run and (Path(source_run) / runs.RUN_ARGUMENTS).is_file():
-            shutil.copy2(Path(source_run) / runs.RUN_ARGUMENTS, staging / runs.RUN_ARGUMENTS)
+        if source_run and (source_run / runs.RUN_ARGUMENTS).is_file():
+            shutil.copy2(source_run / runs.RUN_ARGUMENTS, staging / runs.RUN_ARGUMENTS)
         runs.write_weights_checksum(staging)
         runs.write_json(
-            staging / "averaging.json",
+            staging / runs.AVERAGING_FILE,
             {"checkpoints": [str(path.resolve()) for path in paths], "steps": [_step(path) for path in paths]},
         )
         runs.publish_folder(staging, output_dir)
+        (output_dir / runs.LOCK_FILE).unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        lock.release()
     return output_dir

@@ -124,10 +124,10 @@ def check_generation_inputs(model, tokenizer, texts: Sequence[str], max_new_toke
                 "empty text)."
             )
     if limit is not None and texts:
-        for number, length in enumerate(token_lengths(tokenizer, texts), start=1):
-            if length > limit:
+        for number, source_length in enumerate(token_lengths(tokenizer, texts), start=1):
+            if source_length > limit:
                 raise GenerationInputError(
-                    f"source text {number} is {length} tokens long (end-of-sequence included), but the model's "
+                    f"source text {number} is {source_length} tokens long (end-of-sequence included), but the model's "
                     f"positional table holds {limit} positions; expected a shorter text (split it)."
                 )
     return length

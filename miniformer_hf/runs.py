@@ -1,19 +1,26 @@
-"""Run folders: the state of the folder a training run writes.
+"""Run folders: everything about the folder a training run writes.
 
-This module is the one place that decides what may happen to an ``--output-dir``:
+This module is the one place that knows what a run folder is; training, averaging, generate,
+evaluate, visualize, the demo and sharing all go through it:
 
 * The options of ``miniformer train`` live in `miniformer_hf.options` (`TrainOptions`, whose old name
   `TrainingRunOptions` and the tables ``DEFAULTS``, ``MODEL_SIZES`` ... stay importable from here).
-* A run is assembled in ``<output-dir>.incomplete`` and published with `publish_folder` (also used for
-  each checkpoint): the finished folder appears with one ``os.replace``; an old one is moved aside
-  first and deleted only afterwards.
-* `check_output_folder`: ``--overwrite`` replaces only an empty folder or a recognisable Miniformer
-  run folder; a live run holds `RunLock` (an ``flock`` on a file in the staging folder, released by
-  the kernel however the process ends), so a second run names its PID and touches nothing.
-* `data_fingerprint` (kept in ``run_arguments.json``) lets ``--resume`` refuse changed data;
-  `write_weights_checksum` / `verify_weights` record and check a SHA-256 of ``model.safetensors``.
+* its file names (`WEIGHTS_FILE`, `METRICS_FILE`, `RUN_ARGUMENTS`, `CHECKSUMS`, `LOG_HISTORY_FILE`,
+  `LOSS_CURVE_FILE`, `ATTENTION_DIR`, `MODEL_CARD_FILE`, `LOCK_FILE`, `CHECKPOINTS` ...);
+* the metrics schema of ``metrics.json`` (`metric_key`, `split_metrics`, `evaluation_metrics`), built
+  from `miniformer_hf.metrics.EVAL_METRIC_NAMES`;
+* where a command may write: `check_destination` (``--overwrite`` replaces only an empty folder or a
+  recognisable run folder; a live run holds `RunLock`, an ``flock`` released by the kernel however
+  the process ends; an interrupted run's staging folder is never replaced by another command);
+* atomic publishing: a folder is assembled in ``<output-dir>.incomplete`` and published with
+  `publish_folder` (also used for each checkpoint), one ``os.replace``;
+* validation for each use (`check_run_folder(folder, use=...)`) and loading (`load_run_folder`):
+  checksums (`write_weights_checksum` / `verify_weights`), the one non-finite check
+  (`non_finite_weights`), the package's own classes (no ``trust_remote_code`` prompt);
+* `data_fingerprint` (kept in ``run_arguments.json``) lets ``--resume`` refuse changed data, and
+  `explain_os_error` turns a full disk into one line that says what is safe.
 
-It imports only the standard library, so the command line can use it before parsing is done.
+It imports only the standard library at the top, so the command line can use it before parsing is done.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,34 +52,40 @@ from .threads import MAX_DEFAULT_THREADS, default_threads  # noqa: F401 (moved t
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CHECKSUMS",
-    "CHECKPOINTS",
-    "DEFAULTS",
-    "INCOMPLETE_SUFFIX",
-    "MODEL_SIZES",
-    "RUN_ARGUMENTS",
-    "SCHEDULES",
-    "RunError",
-    "RunLock",
-    "TrainingRunOptions",
-    "check_output_folder",
-    "default_threads",
-    "data_fingerprint",
-    "is_run_folder",
-    "load_run_folder",
-    "publish_folder",
-    "verify_weights",
-    "write_json",
-    "write_weights_checksum",
-]
+    "ATTENTION_DIR", "CHECKSUMS", "CHECKPOINTS", "CODE_FILES", "CONFIG_FILE", "DEFAULTS", "INCOMPLETE_SUFFIX",
+    "LOCK_FILE", "LOG_HISTORY_FILE", "LOSS_CURVE_FILE", "METRICS_FILE", "MODEL_CARD_FILE", "MODEL_SIZES",
+    "RUN_ARGUMENTS", "SCHEDULES", "TOKENIZER_FILES", "USES", "WEIGHTS_FILE", "RunError", "RunLock",
+    "TrainingRunOptions", "check_destination", "check_finite_weights", "check_output_folder",
+    "check_run_folder", "data_fingerprint", "default_threads", "disk_full", "evaluation_metrics",
+    "explain_os_error", "is_run_folder", "load_model", "load_run_folder", "load_tokenizer", "metric_key",
+    "metric_names", "non_finite_weights", "publish_folder", "run_folder_of", "run_identity", "split_metrics",
+    "take_staging", "verify_weights", "write_json", "write_weights_checksum",
+]  # fmt: skip
 
 
 INCOMPLETE_SUFFIX = ".incomplete"
-CHECKPOINTS = "checkpoints"
-RUN_ARGUMENTS = "run_arguments.json"
-CHECKSUMS = "checksums.json"
-LOCK_FILE = ".miniformer-run.lock"
+# What a run folder holds: every other module names these files through the constants below.
+CHECKPOINTS = "checkpoints"  # checkpoint-<step>/ folders (the last --average-last of them)
+RUN_ARGUMENTS = "run_arguments.json"  # the options of the run and its data fingerprint
+CHECKSUMS = "checksums.json"  # {weights file name: "sha256:..."}
+LOCK_FILE = ".miniformer-run.lock"  # held by a live run in its staging folder (RunLock)
 WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # sharded weights
+CONFIG_FILE = "config.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+METRICS_FILE = "metrics.json"  # schema: `metric_key` / `evaluation_metrics`
+LOG_HISTORY_FILE = "log_history.json"
+LOSS_CURVE_FILE = "loss_curve.png"
+ATTENTION_DIR = "attention"  # visualization.visualize_example's files
+MODEL_CARD_FILE = "README.md"
+AVERAGING_FILE = "averaging.json"  # which checkpoints `miniformer average` averaged
+# The code files save_pretrained copies beside the weights (trust_remote_code loads them).
+CODE_FILES = (
+    "configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py", "kernels_miniformer.py",
+    "support_miniformer.py",
+)  # fmt: skip
+
 class RunError(MiniformerError):
     """A run that cannot start or finish, said in one line; ``exit_code`` 1 (state/data) or 2 (usage)."""
 
@@ -219,6 +232,19 @@ def has_checkpoint(staging: Path) -> bool:
 
 def check_output_folder(options: TrainingRunOptions, output_dir: Path, staging: Path) -> None:
     """Refuse (with `RunError`) anything that could lose data or mix two runs, before any work starts."""
+    check_destination(output_dir, staging, resume=options.resume, overwrite=options.overwrite)
+
+
+def check_destination(
+    output_dir: Path, staging: Path, *, resume: bool = False, overwrite: bool = False, command: str = "train"
+) -> None:
+    """The rules for every folder a command may write (``train``, ``average``): refuse with `RunError`
+    anything that could lose data or mix two runs, before any work starts.
+
+    A live run's lock is respected; ``overwrite`` replaces only an empty folder or a recognisable run
+    folder; an interrupted training run (its staging folder holds checkpoints) is only resumed or, by
+    ``miniformer train --overwrite``, started over, never replaced by another command.
+    """
     pid = live_run_pid(staging) if staging.is_dir() else None
     if pid is not None:
         raise RunError(
@@ -232,7 +258,7 @@ def check_output_folder(options: TrainingRunOptions, output_dir: Path, staging: 
             f"--output-dir {output_dir} is a file; expected a folder (a run folder, an empty one or a new name). "
             "Nothing was touched.",
         )
-    if options.resume:
+    if resume:
         if not (staging.is_dir() and has_checkpoint(staging)) and not (output_dir / CHECKPOINTS).is_dir():
             raise RunError(
                 f"--resume: no checkpoints in {staging} or {output_dir / CHECKPOINTS}; expected the --output-dir of "
@@ -240,10 +266,11 @@ def check_output_folder(options: TrainingRunOptions, output_dir: Path, staging: 
             )
         return
     occupied = output_dir.is_dir() and any(output_dir.iterdir())
-    if occupied and not options.overwrite:
+    if occupied and not overwrite:
         raise RunError(
-            f"--output-dir {output_dir} already exists and is not empty; pass --overwrite to replace it when the new "
-            "run finishes, --resume to continue it, or choose another --output-dir.",
+            f"--output-dir {output_dir} already exists and is not empty; pass --overwrite to replace it"
+            + (" when the new run finishes, --resume to continue it," if command == "train" else ",")
+            + " or choose another --output-dir.",
             2,
         )
     if occupied and not is_run_folder(output_dir):
@@ -252,12 +279,48 @@ def check_output_folder(options: TrainingRunOptions, output_dir: Path, staging: 
             "config.json) and not empty; --overwrite only replaces run folders. Nothing was touched; choose "
             "another --output-dir.",
         )
-    if staging.is_dir() and has_checkpoint(staging) and not options.overwrite:
+    if staging.is_dir() and has_checkpoint(staging) and command != "train":
+        raise RunError(
+            f"an interrupted training run is in {staging} (its checkpoints can still be resumed with `miniformer "
+            f"train --resume`); miniformer {command} never replaces it. Nothing was touched; choose another "
+            "--output-dir.",
+        )
+    if staging.is_dir() and has_checkpoint(staging) and not overwrite:
         raise RunError(
             f"an interrupted run was found in {staging}; pass --resume to continue it, --overwrite to start over, "
             "or choose another --output-dir.",
             2,
         )
+
+
+def take_staging(output_dir: Path, staging: Path) -> RunLock:
+    """Create ``staging`` afresh (an abandoned one, whose lock nobody holds, is removed) and lock it.
+
+    For commands that write a run folder in one go (``miniformer average``); `check_destination` has
+    refused live runs and interrupted ones before. Returns the held lock; release it after publishing.
+    """
+    lock = RunLock(staging)
+    if staging.is_dir():
+        # Take the lock of the folder as it is first, so a run that started since the check is never touched.
+        if not lock.try_acquire():
+            raise RunError(
+                f"a run (PID {lock.owner()}) is writing {output_dir} right now; nothing was touched. Wait for it "
+                "to finish, or choose another --output-dir."
+            )
+        if has_checkpoint(staging):
+            lock.release()
+            raise RunError(f"an interrupted training run is in {staging}; nothing was touched.")
+        for entry in staging.iterdir():  # an abandoned start: nobody holds its lock and it has no checkpoint
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        return lock
+    staging.mkdir(parents=True)
+    if not lock.try_acquire():
+        raise RunError(
+            f"a run (PID {lock.owner()}) started writing {output_dir} at the same moment; nothing was touched. "
+            "Wait for it to finish, or choose another --output-dir."
+        )
+    return lock
 
 
 def check_resume_options(options: TrainingRunOptions, folder: Path) -> None:
@@ -276,6 +339,8 @@ def check_resume_options(options: TrainingRunOptions, folder: Path) -> None:
             "interrupted run.",
             2,
         )
+
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +382,8 @@ def write_weights_checksum(folder: str | os.PathLike) -> dict[str, str]:
 def verify_weights(folder: str | os.PathLike) -> bool:
     """Check the weight files against ``checksums.json``; False when the folder records none.
 
-    Raises `RunError` naming the file when a recorded file is missing or its bytes changed.
+    Raises `RunError` naming the file when the record is malformed, a recorded file is missing or its
+    bytes changed. An empty record (``{}``) checks nothing and returns False.
     """
     folder = Path(folder)
     record = folder / CHECKSUMS
@@ -325,8 +391,15 @@ def verify_weights(folder: str | os.PathLike) -> bool:
         return False
     try:
         checksums = read_json(record)
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         raise RunError(f"{record} is not valid JSON ({error}); expected the checksums `miniformer train` wrote.")
+    if not isinstance(checksums, dict) or not all(
+        isinstance(name, str) and isinstance(value, str) for name, value in checksums.items()
+    ):
+        raise RunError(
+            f"{record} holds a {type(checksums).__name__}, not the {{file name: \"sha256:...\"}} object "
+            "`miniformer train` writes; copy the run folder again (or delete the file to skip the check)."
+        )
     for name, expected in checksums.items():
         path = folder / name
         if not path.is_file():
@@ -337,103 +410,384 @@ def verify_weights(folder: str | os.PathLike) -> bool:
                 f"{path} is corrupted: its SHA-256 does not match the one recorded when it was written ({record}); "
                 "copy or download the run folder again, or retrain."
             )
-    return True
+    return bool(checksums)
+
+
+# What tells two runs apart: the options that decide the data and the task (a subset of RESUME_MUST_MATCH).
+RUN_IDENTITY_OPTIONS = (
+    "task", "train_file", "dataset", "dataset_config", "dataset_revision", "source_lang", "target_lang",
+    "source_column", "target_column", "tokenizer", "vocab_size",
+)  # fmt: skip
+# Config entries that a save or a library version changes, not the model.
+_VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "torch_dtype", "dtype", "auto_map", "architectures")
+
+
+def run_folder_of(folder: str | os.PathLike) -> Path:
+    """The run folder a checkpoint belongs to (``RUN/checkpoints/checkpoint-N`` -> ``RUN``), else ``folder``."""
+    path = Path(folder).resolve()
+    return path.parent.parent if path.parent.name == CHECKPOINTS else path
+
+
+def run_identity(folder: str | os.PathLike) -> dict[str, Any]:
+    """What a checkpoint or run folder was trained on and as: the data fingerprint and data options of its
+    run (``run_arguments.json``), its tokenizer (SHA-256 of ``tokenizer.json``) and its model config.
+
+    Entries that cannot be read are left out, so two folders are compared on what both record.
+    """
+    path = Path(folder)
+    identity: dict[str, Any] = {}
+    for candidate in (path, run_folder_of(path)):
+        try:
+            arguments = read_json(candidate / RUN_ARGUMENTS)
+        except (OSError, ValueError):
+            continue
+        if isinstance(arguments, dict):
+            for name in ("data_fingerprint", *RUN_IDENTITY_OPTIONS):
+                if name in arguments:
+                    identity[name] = arguments[name]
+            break
+    if (path / TOKENIZER_FILES[0]).is_file():
+        identity["tokenizer.json"] = file_sha256(path / TOKENIZER_FILES[0])
+    try:
+        config = read_json(path / CONFIG_FILE)
+    except (OSError, ValueError):
+        config = None
+    if isinstance(config, dict):
+        identity["config.json"] = {key: value for key, value in config.items() if key not in _VOLATILE_CONFIG_KEYS}
+    return identity
+
+
+# ---------------------------------------------------------------------------------------------
+# Disk full and other OS errors
+# ---------------------------------------------------------------------------------------------
+
+# torch.save reports a failed write (a full disk among others) as a RuntimeError of its C++ writer.
+_TORCH_WRITE_FAILED = ("file write failed", "PytorchStreamWriter failed")
 
 
 def disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    """Whether ``error`` (or an error it was raised from) says the disk is full.
+
+    Covers ``OSError`` ENOSPC/EDQUOT, torch.save's ``RuntimeError`` ("PytorchStreamWriter failed writing
+    file ...: file write failed", what saving the optimizer state gives on a full disk) and safetensors'
+    message.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left" in text or "StorageFull" in text or "Disk quota exceeded" in text:
+            return True
+        if isinstance(error, RuntimeError) and any(marker in text for marker in _TORCH_WRITE_FAILED):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def explain_os_error(error: BaseException, *, kept: str | None = None) -> RunError:
+    """One line for an error of the file system: a full disk says so, and what is safe.
+
+    ``kept`` says what survived (for training: "the last good checkpoint, checkpoints/checkpoint-4, is
+    kept (rerun the same command with --resume)"); without it the line says that nothing already
+    written was changed, which holds for every writer of this package (they write in a staging
+    folder and publish with one rename).
+    """
+    safe = kept or "the data already written are safe: nothing is published until it is complete"
+    if disk_full(error):
+        where = getattr(error, "filename", None)
+        return RunError(
+            f"disk full (no space left on the device{f' while writing {where}' if where else ''}); {safe}. "
+            "Free some space and run the same command again."
+        )
+    if isinstance(error, OSError):
+        target = f" ({error.filename})" if error.filename else ""
+        return RunError(f"{type(error).__name__}: {error.strerror or error}{target}; {safe}.")
+    return RunError(f"{type(error).__name__}: {' '.join(str(error).split())}")
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading a run folder for generate / evaluate / visualize
+# The metrics schema of metrics.json
+# ---------------------------------------------------------------------------------------------
+
+# Prefix of a figure in metrics.json -> the split it was measured on. Training writes "eval_<name>" for
+# the held-out test split ("eval_split": "test") and "validation_<name>"; an evaluation may write "test_".
+METRIC_PREFIXES = {"eval": "test", "validation": "validation", "test": "test"}
+# Figures of other heads a card may show (a classifier's accuracy, given to sharing.push_model).
+EXTRA_METRIC_NAMES = ("accuracy",)
+
+
+def metric_names() -> tuple[str, ...]:
+    """Every metric a metrics.json may hold per split: `metrics.EVAL_METRIC_NAMES`, then the extras."""
+    from .metrics import EVAL_METRIC_NAMES  # here, not at the top: this module imports only the standard library
+
+    return tuple(EVAL_METRIC_NAMES) + EXTRA_METRIC_NAMES
+
+
+def metric_key(prefix: str, name: str) -> str:
+    """The key of metric ``name`` measured with ``prefix`` ("eval", "validation", "test")."""
+    if prefix not in METRIC_PREFIXES:
+        raise ValueError(f"prefix {prefix!r} is not one of {sorted(METRIC_PREFIXES)}")
+    return f"{prefix}_{name}"
+
+
+def split_metrics(results: Mapping[str, Any], *, prefix: str, source_prefix: str | None = None) -> dict[str, Any]:
+    """``{prefix_<name>: value}`` for every metric name that ``results`` holds under ``source_prefix``.
+
+    Training builds metrics.json with it: ``split_metrics(final_test, prefix="eval", source_prefix="test")``.
+    """
+    source_prefix = source_prefix or prefix
+    return {
+        metric_key(prefix, name): results[f"{source_prefix}_{name}"]
+        for name in metric_names()
+        if f"{source_prefix}_{name}" in results
+    }
+
+
+def evaluation_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, float]]:
+    """``(prefix, split, metric name, value)`` for every numeric figure of the schema in ``metrics``.
+
+    The model card, the demo and reports read metrics.json through this, so a metric added to
+    `metrics.METRIC_NAMES` shows up everywhere (chrF included).
+    """
+    found = []
+    for prefix, split in METRIC_PREFIXES.items():
+        for name in metric_names():
+            value = metrics.get(metric_key(prefix, name))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found.append((prefix, split, name, value))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite weights: the one check
+# ---------------------------------------------------------------------------------------------
+
+
+def _named_tensors(weights: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(weights, (str, os.PathLike)):
+        yield from _safetensors_tensors(Path(weights))
+        return
+    if hasattr(weights, "named_parameters") and hasattr(weights, "state_dict"):
+        weights = weights.state_dict()
+    yield from (weights.items() if isinstance(weights, Mapping) else weights)
+
+
+def _safetensors_tensors(path: Path) -> Iterable[tuple[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for name in handle.keys():
+                    yield name, handle.get_tensor(name)
+        except SafetensorError as error:
+            raise RunError(
+                f"{file} cannot be read ({type(error).__name__}: {' '.join(str(error).split())}); the file is "
+                "truncated or corrupted. Copy the run folder again or retrain."
+            ) from None
+
+
+def non_finite_weights(weights: Any) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity (empty when all are finite).
+
+    ``weights``: a model (its ``state_dict``), a mapping or iterable of ``(name, tensor)`` (parameters,
+    gradients), or a safetensors file or folder (read tensor by tensor). One summed check runs first:
+    the common case is that nothing is wrong. Under FSDP, each process checks its own shards.
+    """
+    import torch
+
+    named = [
+        (name, tensor.to_local() if hasattr(tensor, "to_local") else tensor)
+        for name, tensor in _named_tensors(weights)
+        if tensor is not None and tensor.is_floating_point()
+    ]
+    if not named:
+        return []
+    with torch.no_grad():
+        tensors = [tensor.detach() for _, tensor in named]
+        if hasattr(torch.nn.utils, "get_total_norm"):  # one fused pass (torch >= 2.6)
+            total = torch.nn.utils.get_total_norm(tensors)
+        else:
+            total = torch.stack([tensor.sum(dtype=torch.float64) for tensor in tensors]).sum()
+        if bool(torch.isfinite(total)):
+            return []
+        # A non-finite total (or a finite-valued norm that overflowed): name the tensors that really are.
+        return [name for name, tensor in named if not bool(torch.isfinite(tensor).all())]
+
+
+def check_finite_weights(weights: Any, *, where: str, refusal: str = "refused") -> None:
+    """Raise `RunError` when ``weights`` (see `non_finite_weights`) hold NaN or infinite values."""
+    bad = non_finite_weights(weights)
+    if bad:
+        raise RunError(
+            f"{where} holds NaN or infinite values ({len(bad)} tensor(s), first: {bad[0]}); a model with "
+            f"non-finite weights gives meaningless outputs, so it is {refusal}. Retrain it, or use an earlier "
+            "checkpoint."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Validating a run folder for each use
 # ---------------------------------------------------------------------------------------------
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# What each use needs beyond a config and intact weights.
+USES = ("generate", "evaluate", "visualize", "demo", "average", "push")
 
 
-def check_model_folder(model_dir: str | os.PathLike) -> Path:
-    """The folder ``model_dir`` if it holds a config and intact safetensors weights; `RunError` otherwise."""
-    text = os.fspath(model_dir)
-    path = Path(text)
-    if not path.exists():
-        raise RunError(f"--model {text}: no such folder; expected a run folder written by `miniformer train`.")
-    if not path.is_dir() or not (path / "config.json").is_file():
+def read_config(folder: Path, subject: str) -> dict[str, Any]:
+    """``config.json`` of ``folder`` as a dict; `RunError` when it is missing or not a JSON object."""
+    path = folder / CONFIG_FILE
+    if not path.is_file():
         raise RunError(
-            f"--model {text}: not a saved model folder (no config.json); expected a run folder written by "
+            f"{subject}: not a saved model folder (no config.json); expected a run folder written by "
             "`miniformer train` or save_pretrained. Check the path."
         )
-    if not any(path.glob("*.safetensors")):
+    try:
+        config = read_json(path)
+    except (OSError, ValueError) as error:
+        raise RunError(f"{subject}: {path} is not valid JSON ({error}); copy the run folder again.") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{subject}: {path} holds a {type(config).__name__}; expected a JSON object (a model config).")
+    return config
+
+
+def check_run_folder(folder: str | os.PathLike, *, use: str, subject: str | None = None) -> dict[str, Any]:
+    """Check that ``folder`` can serve ``use`` (one of `USES`) before anything is loaded; return its config.
+
+    Every use: a folder with a readable ``config.json`` and safetensors weights (pickle-only weights
+    are refused unopened) that match ``checksums.json`` when it records them. ``demo`` and ``push``
+    also need a Miniformer config and the tokenizer; ``push`` needs the ``auto_map`` and the code
+    files that let a stranger load it with ``trust_remote_code``. Raises `RunError` (one line; the
+    message starts with ``subject``, by default ``--model <folder>``).
+    """
+    if use not in USES:
+        raise ValueError(f"use={use!r}; expected one of {USES}")
+    text = os.fspath(folder)
+    subject = subject or f"--model {text}"
+    path = Path(text)
+    if not path.exists():
+        raise RunError(f"{subject}: no such folder; expected a run folder written by `miniformer train`.")
+    if not path.is_dir():
+        raise RunError(f"{subject}: a file, not a folder; expected a run folder written by `miniformer train`.")
+    config = read_config(path, subject)
+    if use in ("demo", "push") and config.get("model_type") != "miniformer":
+        raise RunError(
+            f"{subject}: config.json has model_type={config.get('model_type')!r}, not 'miniformer': this folder "
+            "is not a Miniformer run; expected a folder written by `miniformer train`."
+        )
+    if use == "push" and not config.get("auto_map"):
+        raise RunError(
+            f"{subject}: config.json has no auto_map, so trust_remote_code cannot find the model code; re-save "
+            "the model with save_pretrained from miniformer_hf (it writes the auto_map)."
+        )
+    if not any((path / name).is_file() for name in (WEIGHTS_FILE, WEIGHTS_INDEX_FILE)) and not any(
+        path.glob("*.safetensors")
+    ):
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
         if pickles:
             raise RunError(
-                f"--model {text}: the weights are only in pickle files ({', '.join(pickles)}), which can run code "
-                "when loaded and are refused; expected model.safetensors (re-save the model with save_pretrained "
-                "where you trust it)."
+                f"{subject}: the weights are only in pickle files ({', '.join(pickles)}), which can run code when "
+                f"loaded and are refused; expected {WEIGHTS_FILE} (re-save the model with save_pretrained where "
+                "you trust it)."
             )
-        raise RunError(f"--model {text}: no model.safetensors; expected the weights of a run folder. Copy it again.")
+        raise RunError(f"{subject}: no {WEIGHTS_FILE}; expected the weights of a run folder. Copy it again.")
+    if use == "push":
+        missing = [name for name in CODE_FILES if not (path / name).is_file()]
+        if missing:
+            raise RunError(
+                f"{subject}: lacks {', '.join(missing)}, without which nobody can load it with trust_remote_code; "
+                "re-save the model with save_pretrained from miniformer_hf."
+            )
+    if use in ("demo", "push") and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise RunError(
+            f"{subject}: no tokenizer (tokenizer.json / tokenizer_config.json); save the tokenizer into the "
+            "folder with tokenizer.save_pretrained."
+        )
     verify_weights(path)
-    return path
+    return config
 
 
-def load_run_folder(model_dir: str | os.PathLike):
-    """``(model, tokenizer)`` from a run folder (or any saved seq2seq model with its tokenizer).
+# ---------------------------------------------------------------------------------------------
+# Loading a run folder (generate, evaluate, visualize, demo, average)
+# ---------------------------------------------------------------------------------------------
 
-    The weights are checked against ``checksums.json`` when the folder has one, unreadable or corrupt
-    files give one `RunError` naming the file, and non-finite weights are logged as a loud warning.
+
+def load_model(folder: str | os.PathLike, *, subject: str | None = None):
+    """The model saved in ``folder``, loaded with this package's classes when it is a Miniformer.
+
+    A folder this package wrote carries its code files and an ``auto_map``; loading it through the Auto
+    classes would ask for ``trust_remote_code``. The package's own classes need no prompt and run the
+    code installed here. Other seq2seq models load with ``AutoModelForSeq2SeqLM``. `RunError` names the
+    file that cannot be loaded.
     """
-    path = check_model_folder(model_dir)
+    path = Path(folder)
+    subject = subject or f"--model {os.fspath(folder)}"
     from safetensors import SafetensorError
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM
     from transformers.utils import logging as transformers_logging
 
-    from . import MiniformerConfig  # noqa: F401  (imports the model and registers it with the Auto classes)
+    from . import MiniformerForConditionalGeneration  # also registers Miniformer with the Auto classes
     from .support_miniformer import CorruptedCheckpointError
 
     transformers_logging.disable_progress_bar()  # a weight-loading bar is noise around one command's output
+    config = read_config(path, subject)
+    architecture = (config.get("architectures") or ["MiniformerForConditionalGeneration"])[0]
+    own = config.get("model_type") == "miniformer" and architecture == "MiniformerForConditionalGeneration"
+    loader = MiniformerForConditionalGeneration if own else AutoModelForSeq2SeqLM
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(path)
-    except CorruptedCheckpointError as error:  # checksums.json checked by the model files' from_pretrained
-        raise RunError(f"--model {os.fspath(model_dir)}: {error}") from None
+        return loader.from_pretrained(path)
+    except CorruptedCheckpointError as error:  # checksums.json, checked by the model files' from_pretrained
+        raise RunError(f"{subject}: {error}") from None
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
         first_line = (str(error).strip().splitlines() or [""])[0]
         if isinstance(error, json.JSONDecodeError):
             raise RunError(
-                f"--model {os.fspath(model_dir)}: a JSON file of the run folder ({path / 'config.json'} or "
-                f"generation_config.json) is not valid JSON ({first_line}); copy the run folder again."
+                f"{subject}: a JSON file of the run folder ({path / CONFIG_FILE} or {GENERATION_CONFIG_FILE}) is "
+                f"not valid JSON ({first_line}); copy the run folder again."
             ) from error
         if isinstance(error, SafetensorError) or "safetensor" in first_line.lower() or "header" in first_line.lower():
             raise RunError(
-                f"--model {os.fspath(model_dir)}: cannot load the weights in {path / WEIGHTS_FILE} "
-                f"({type(error).__name__}: {first_line}); the file is truncated or corrupted. Copy the run folder "
-                "again or retrain."
+                f"{subject}: cannot load the weights in {path / WEIGHTS_FILE} ({type(error).__name__}: "
+                f"{first_line}); the file is truncated or corrupted. Copy the run folder again or retrain."
             ) from error
         raise RunError(
-            f"--model {os.fspath(model_dir)}: cannot load a sequence-to-sequence model from {path} "
-            f"({type(error).__name__}: {first_line}); expected a run folder from `miniformer train`."
+            f"{subject}: cannot load a sequence-to-sequence model from {path} ({type(error).__name__}: "
+            f"{first_line}); expected a run folder from `miniformer train`."
         ) from error
+
+
+def load_tokenizer(folder: str | os.PathLike, *, subject: str | None = None):
+    """The tokenizer saved in ``folder``; `RunError` when it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    from . import MiniformerConfig  # noqa: F401  (registers Miniformer: no trust_remote_code prompt)
+
+    subject = subject or f"--model {os.fspath(folder)}"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise RunError(
-            f"--model {os.fspath(model_dir)}: cannot load the tokenizer ({type(error).__name__}: {error}); expected "
-            "tokenizer.json and tokenizer_config.json from `miniformer train`."
+            f"{subject}: cannot load the tokenizer ({type(error).__name__}: {error}); expected tokenizer.json "
+            "and tokenizer_config.json from `miniformer train`."
         ) from error
+
+
+def load_run_folder(model_dir: str | os.PathLike, *, use: str = "generate"):
+    """``(model, tokenizer)`` in eval mode from a run folder (or any saved seq2seq model with its tokenizer).
+
+    The folder is checked for ``use`` (`check_run_folder`: config, weights, ``checksums.json``), the
+    model loads with the package's classes (no ``trust_remote_code`` prompt), and a model whose weights
+    hold NaN or infinities is refused: it never produces output as if it were fine. Every problem is
+    one `RunError` naming the file.
+    """
+    path = Path(model_dir)
+    check_run_folder(path, use=use)
+    model = load_model(path)
+    check_finite_weights(model, where=f"--model {os.fspath(model_dir)}: {path / WEIGHTS_FILE}")
+    tokenizer = load_tokenizer(path)
     model.eval()
-    warn_if_not_finite(model, path)
     return model, tokenizer
-
-
-def warn_if_not_finite(model, path: str | os.PathLike) -> list[str]:
-    """Log a loud warning when any weight of ``model`` (loaded from ``path``) is NaN or infinite."""
-    import torch
-
-    bad = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
-    if bad:
-        logger.warning(
-            "WARNING: %d weight tensor(s) in %s are NaN or infinite (first: %s); this model's outputs are "
-            "meaningless. Retrain it, or use an earlier checkpoint.",
-            len(bad),
-            path,
-            bad[0],
-        )
-    return bad

@@ -14,7 +14,7 @@ the generation config and a model card rendered from ``model_cards/miniformer.md
 * :func:`push_run_folder` checks that a folder is a Miniformer run *before* any network call, then uploads it in a
   single commit, so a failed push leaves nothing half-uploaded.
 * :func:`push_model` does the same for a model (and tokenizer) in memory.
-* :func:`add_push_arguments` and :func:`run_push` are the ``miniformer push`` command.
+* ``miniformer push`` is `miniformer_hf.commands.push`, which calls :func:`push_run_folder`.
 
 Every failure a user can fix raises :class:`SharingError`, whose message is one line saying what was wrong,
 what was expected and how to fix it.
@@ -22,7 +22,6 @@ what was expected and how to fix it.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import importlib
 import json
@@ -46,17 +45,15 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from . import runs
 from .errors import MiniformerError
 
 logger = logging.getLogger(__name__)
 
 CARD_TEMPLATE_NAME = "miniformer.md"
-CODE_FILES = (
-    "configuration_miniformer.py", "modeling_miniformer.py", "heads_miniformer.py", "kernels_miniformer.py",
-    "support_miniformer.py",
-)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+CODE_FILES = runs.CODE_FILES
+WEIGHT_FILES = (runs.WEIGHTS_FILE, runs.WEIGHTS_INDEX_FILE)
+TOKENIZER_FILES = runs.TOKENIZER_FILES
 # Training by-products that a stranger does not need (optimizer state, intermediate checkpoints, logs, pickles).
 EXCLUDED_FROM_PUSH = (
     "checkpoint-*", "runs", ".git", ".cache", "__pycache__", "*.lock",
@@ -71,16 +68,18 @@ HEADS = {
     "MiniformerForCausalLM": ("AutoModelForCausalLM", "text-generation"),
     "MiniformerModel": ("AutoModel", "feature-extraction"),
 }
-# Evaluation metric (after the split prefix in metrics.json) -> (name shown in the card, metric id for the YAML).
-EVAL_METRICS = {
+# How the card names each metric of the schema (runs.metric_names(), from metrics.EVAL_METRIC_NAMES) and its
+# metric id for the YAML; a metric without an entry is shown under its own name, so none is ever left out.
+METRIC_LABELS = {
     "exact_match": ("Exact match", "exact_match"),
     "cer": ("Character error rate (CER)", "cer"),
     "bleu": ("BLEU", "bleu"),
+    "chrf": ("chrF", "chrf"),
     "accuracy": ("Accuracy", "accuracy"),
     "loss": ("Loss (cross-entropy)", None),
 }
-# Prefixes a metrics.json gives evaluation figures, and the split each names.
-EVAL_SPLITS = {"test": "test", "eval": "evaluation", "validation": "validation"}
+# How the card names the split of each prefix (runs.METRIC_PREFIXES).
+SPLIT_LABELS = {"test": "test", "eval": "evaluation", "validation": "validation"}
 TRAINING_FACTS = {
     "task": "Task",
     "dataset": "Dataset",
@@ -223,15 +222,13 @@ def _flat_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _evaluation(metrics: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    """Table rows (name, value) and YAML metric ids of every ``<split>_<metric>`` figure in ``metrics``."""
+    """Table rows (name, value) and YAML metric ids of every figure of the metrics schema in ``metrics``."""
     rows, metric_ids = [], []
-    for split_prefix, split in EVAL_SPLITS.items():
-        for metric, (label, metric_id) in EVAL_METRICS.items():
-            value = metrics.get(f"{split_prefix}_{metric}")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                rows.append((f"{label}, {split} split", _format_number(value)))
-                if metric_id and metric_id not in metric_ids:
-                    metric_ids.append(metric_id)
+    for prefix, _, name, value in runs.evaluation_metrics(metrics):
+        label, metric_id = METRIC_LABELS.get(name, (name, name))
+        rows.append((f"{label}, {SPLIT_LABELS.get(prefix, prefix)} split", _format_number(value)))
+        if metric_id and metric_id not in metric_ids:
+            metric_ids.append(metric_id)
     return rows, metric_ids
 
 
@@ -274,8 +271,8 @@ def render_model_card(
         raise SharingError("render_model_card needs a config or a run_dir; pass the model's config (model.config).")
     config = _config_dict(config if config is not None else run_dir)
     metrics = dict(metrics or {})
-    if run_dir is not None and Path(run_dir, "metrics.json").is_file():
-        metrics = {**_read_json(Path(run_dir, "metrics.json"), "training metrics"), **metrics}
+    if run_dir is not None and Path(run_dir, runs.METRICS_FILE).is_file():
+        metrics = {**_read_json(Path(run_dir, runs.METRICS_FILE), "training metrics"), **metrics}
     metrics = _flat_metrics(metrics)
     if task is not None:
         metrics["task"] = task
@@ -376,10 +373,8 @@ def render_model_card(
 def count_safetensors_parameters(model_dir: str | Path) -> int:
     """Sum of the tensor sizes stored in a folder's safetensors file(s), read from their headers only."""
     model_dir = Path(model_dir)
-    index = model_dir / "model.safetensors.index.json"
-    shards = (
-        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
-    )
+    index = model_dir / runs.WEIGHTS_INDEX_FILE
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else [runs.WEIGHTS_FILE]
     total = 0
     for shard in shards:
         with open(model_dir / shard, "rb") as handle:
@@ -405,59 +400,17 @@ def _read_json(path: Path, what: str) -> dict:
 def validate_run_folder(model_dir: str | Path) -> dict[str, Any]:
     """Check that ``model_dir`` is a complete Miniformer run (no network); return its config as a dict.
 
-    A run is: ``config.json`` with ``model_type: miniformer`` and an ``auto_map``, safetensors weights, the two code
-    files, and the tokenizer files. ``metrics.json``, ``generation_config.json`` and ``README.md`` are optional.
+    `miniformer_hf.runs.check_run_folder` with ``use="push"``: ``config.json`` with ``model_type: miniformer``
+    and an ``auto_map``, safetensors weights matching ``checksums.json`` and all finite, the code files, and the
+    tokenizer files. ``metrics.json``, ``generation_config.json`` and ``README.md`` are optional.
     """
     model_dir = Path(model_dir)
-    hint = ("point --model at a folder written by `miniformer train` or by model.save_pretrained + "
-            "tokenizer.save_pretrained")
-    if not model_dir.is_dir():
-        raise SharingError(f"{model_dir} is not a folder; {hint}.")
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        raise SharingError(f"{model_dir} has no config.json, so it is not a Miniformer run; {hint}.")
-    config = _read_json(config_path, "model config")
-    if config.get("model_type") != "miniformer":
-        raise SharingError(f"{config_path} has model_type={config.get('model_type')!r}, not 'miniformer': this "
-                           f"folder is not a Miniformer run; {hint}.")
-    if not config.get("auto_map"):
-        raise SharingError(f"{config_path} has no auto_map, so trust_remote_code cannot find the model code; "
-                           "re-save the model with save_pretrained from miniformer_hf (it writes the auto_map).")
-    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
-        raise SharingError(f"{model_dir} has no model.safetensors (or sharded index); expected safetensors weights "
-                           "saved by save_pretrained.")
-    missing_code = [name for name in CODE_FILES if not (model_dir / name).is_file()]
-    if missing_code:
-        raise SharingError(f"{model_dir} lacks {', '.join(missing_code)}, without which nobody can load it with "
-                           "trust_remote_code; re-save the model with save_pretrained from miniformer_hf.")
-    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
-        raise SharingError(f"{model_dir} has no tokenizer (tokenizer.json / tokenizer_config.json); save the "
-                           "tokenizer into the folder with tokenizer.save_pretrained before pushing.")
-    _check_weights(model_dir)
-    return config
-
-
-def _check_weights(model_dir: Path) -> None:
-    """The weights match the checksum the run recorded (if any) and are all finite: never publish a broken model."""
-    from .runs import RunError, verify_weights
-
     try:
-        verify_weights(model_dir)
-    except RunError as error:
+        config = runs.check_run_folder(model_dir, use="push", subject=str(model_dir))
+        runs.check_finite_weights(model_dir, where=str(model_dir), refusal="not pushed")
+    except runs.RunError as error:
         raise SharingError(str(error)) from None
-    from safetensors import SafetensorError, safe_open
-
-    for path in sorted(model_dir.glob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt") as weights:
-                for name in weights.keys():
-                    tensor = weights.get_tensor(name)
-                    if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
-                        raise SharingError(f"{path} holds NaN or infinite values (tensor {name!r}); this model's "
-                                           "outputs are meaningless, so it is not pushed. Retrain it.")
-        except SafetensorError as error:
-            raise SharingError(f"{path} cannot be read ({error}); the file is truncated or corrupted. Copy the run "
-                               "folder again or retrain.") from None
+    return config
 
 
 def _files_to_push(model_dir: Path) -> list[Path]:
@@ -648,7 +601,7 @@ def push_model(
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         if metrics:
-            Path(folder, "metrics.json").write_text(json.dumps(dict(metrics), indent=2))
+            runs.write_json(Path(folder, runs.METRICS_FILE), dict(metrics))
         card = render_model_card(model.config, metrics=metrics, repo_id=repo_id,
                                  num_parameters=model.num_parameters())
         card.save(str(Path(folder, "README.md")))
@@ -656,41 +609,12 @@ def push_model(
                                commit_message=commit_message or "Upload Miniformer model")
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Command line: `miniformer push`
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the arguments of ``miniformer push`` to ``parser`` (defined with the rest of the command line
-    in `miniformer_hf.cli`, which parses them without importing the Hub client)."""
-    from .cli import add_push_arguments as add_arguments
-
-    return add_arguments(parser)
-
-
-def run_push(args: argparse.Namespace) -> int:
-    """Run ``miniformer push``; raises :class:`SharingError` (one line) on any problem the user can fix."""
-    commit = push_run_folder(
-        args.model,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        token=args.token,
-        commit_message=args.commit_message,
-    )
-    logger.info("Done: %s", commit.commit_url)
-    return 0
-
-
 __all__ = [
     "SharingError",
-    "add_push_arguments",
     "card_template_path",
     "count_safetensors_parameters",
     "push_model",
     "push_run_folder",
     "render_model_card",
-    "run_push",
     "validate_run_folder",
 ]

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from miniformer_hf import cli
+from miniformer_hf import cli, runs
 
 COMMANDS = ("train", "generate", "evaluate", "average", "visualize", "push")
 
@@ -206,7 +206,7 @@ def test_train_writes_a_complete_run_folder(finished_run):
         "loss_curve.png", "attention", "checkpoints",
     }  # fmt: skip
     assert expected <= names, expected - names
-    assert not os.path.exists(str(finished_run) + cli.INCOMPLETE_SUFFIX)
+    assert not os.path.exists(str(finished_run) + runs.INCOMPLETE_SUFFIX)
     config = json.loads((finished_run / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_miniformer.")
     metrics = json.loads((finished_run / "metrics.json").read_text())
@@ -253,7 +253,7 @@ def test_a_killed_run_is_refused_without_resume_and_finishes_with_it(tmp_path):
     import time
 
     output_dir = tmp_path / "run"
-    staging = tmp_path / ("run" + cli.INCOMPLETE_SUFFIX)
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
     argv = [
         sys.executable, "-m", "miniformer_hf.cli", "train", "--task", "copy", "--size", "tiny", "--num-train", "2000",
         "--max-steps", "200", "--eval-steps", "40", "--eval-samples", "50", "--output-dir", str(output_dir),
@@ -337,3 +337,58 @@ def test_default_threads_share_the_cores_among_launched_processes(monkeypatch):
     monkeypatch.setattr(runs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert runs.default_threads() == 1  # two processes on two cores: one thread each
+
+
+# ---------------------------------------------------------------------------------------------
+# One command, one module (issue 20.3) and the smaller flags (issue 22)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_version(capsys):
+    from miniformer_hf import __version__
+
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.strip().startswith("miniformer ") and out.split()[1][0].isdigit()
+    assert out.split()[1] == __version__ or out.split()[1].count(".") >= 1
+
+
+def test_every_command_takes_quiet():
+    for name, subparser in subcommand_parsers().items():
+        assert {"-q", "--quiet"} <= set(subparser._option_string_actions), name
+
+
+def test_each_command_is_a_module_with_add_arguments_and_run():
+    from miniformer_hf import commands
+
+    assert set(commands.COMMANDS) == set(subcommand_parsers())
+    for name in commands.COMMANDS:
+        module = commands.command_module(name)
+        assert callable(module.add_arguments) and callable(module.run), name
+
+
+def test_feature_modules_never_import_the_command_line():
+    import ast
+    from pathlib import Path
+
+    package = Path(cli.__file__).parent
+    for path in package.glob("*.py"):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [alias.name for alias in node.names]
+                assert not any(name.split(".")[0] in ("cli", "commands") for name in names), (path.name, names)
+
+
+@pytest.mark.parametrize("command", ["generate", "evaluate", "visualize", "average", "push"])
+def test_quiet_is_accepted_by_every_command(command, capsys, tmp_path):
+    required = {
+        "generate": ["--model", str(tmp_path / "none"), "x"],
+        "evaluate": ["--model", str(tmp_path / "none"), "--data", str(tmp_path / "none.jsonl")],
+        "visualize": ["--model", str(tmp_path / "none"), "x", "--out", str(tmp_path / "out")],
+        "average": ["--model", str(tmp_path / "none")],
+        "push": ["--model", str(tmp_path / "none"), "--repo-id", "a/b"],
+    }[command]
+    code, _, err = run([command, "-q", *required], capsys)
+    assert code == 1 and "usage" not in err, err  # past the parser: the missing folder is the (one-line) error
+    one_error_line(err)

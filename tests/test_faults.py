@@ -254,18 +254,24 @@ def test_corrupted_weights_are_caught_by_the_checksum_everywhere(run_copy, pairs
     assert code == 1 and "corrupted" in one_line(err)
 
 
-def test_non_finite_weights_warn_loudly(run_copy, capsys, caplog):
+@pytest.mark.parametrize("checksums", ["deleted", "empty", "rewritten"])
+def test_non_finite_weights_are_refused_with_no_output(run_copy, checksums, capsys):
+    # issue 23.6: a model with non-finite weights never produces output as if it were fine.
     from safetensors.torch import load_file, save_file
 
     weights = load_file(run_copy / "model.safetensors")
     name = next(iter(weights))
     weights[name] = weights[name] * float("nan")
     save_file(weights, run_copy / "model.safetensors", metadata={"format": "pt"})
-    runs.write_weights_checksum(run_copy)
-    code, _, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
-    assert code == 0
-    shown = caplog.text + err  # the command's log handler writes to stderr
-    assert "NaN or infinite" in shown and "WARNING" in shown and "meaningless" in shown
+    if checksums == "deleted":
+        (run_copy / "checksums.json").unlink()
+    elif checksums == "empty":
+        (run_copy / "checksums.json").write_text("{}")
+    else:
+        runs.write_weights_checksum(run_copy)
+    code, out, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
+    line = one_line(err)
+    assert code == 1 and out == "" and "NaN or infinite" in line and name in line
 
 
 def test_limits_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
@@ -379,3 +385,138 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes(pairs, tmp_path):
     resumed = miniformer(*argv, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23: averaging, checksums, generation options, Ctrl-C during imports
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(workspace, pairs):
+    """A run of the real command that keeps its last two checkpoints (checkpoint-2, checkpoint-4)."""
+    output_dir = workspace / "two-checkpoints"
+    result = miniformer(*train_argv(pairs, output_dir), "--average-last", "2")
+    assert result.returncode == 0, result.stderr
+    return output_dir
+
+
+def test_average_in_a_fresh_process_loads_its_own_checkpoints_without_a_prompt(two_checkpoints, tmp_path):
+    # 23.8: no trust_remote_code prompt (stdin closed: a prompt would fail) for the package's own run folders.
+    result = subprocess.run(
+        [sys.executable, "-m", "miniformer_hf.cli", "average", "--model", str(two_checkpoints), "--last", "2",
+         "--output-dir", str(tmp_path / "avg")],
+        capture_output=True, text=True, env=ENV, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "trust_remote_code" not in result.stderr and (tmp_path / "avg" / "model.safetensors").is_file()
+
+
+def test_average_refuses_a_live_training_run_and_touches_nothing(two_checkpoints, pairs, tmp_path):
+    # 23.1: a live `miniformer train --output-dir X` holds the lock of X.incomplete.
+    import signal
+    import time
+
+    output_dir = tmp_path / "run"
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
+    command = [sys.executable, "-m", "miniformer_hf.cli", *map(str, train_argv(pairs, output_dir, steps=400))]
+    training = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while training.poll() is None and time.time() < deadline and runs.live_run_pid(staging) is None:
+            time.sleep(0.05)
+        assert runs.live_run_pid(staging) == str(training.pid)
+        for flag in ([], ["--overwrite"]):
+            result = miniformer("average", "--model", two_checkpoints, "--last", "2", "--output-dir", output_dir, *flag)
+            line = one_line(result.stderr)
+            assert result.returncode == 1 and f"PID {training.pid}" in line, line
+            assert not output_dir.exists() and runs.live_run_pid(staging) == str(training.pid)
+            assert (staging / runs.RUN_ARGUMENTS).is_file() or (staging / "tokenizer.json").is_file()
+    finally:
+        training.send_signal(signal.SIGINT)
+        training.communicate(timeout=120)
+
+
+def test_average_never_replaces_an_interrupted_run_or_a_folder_that_is_not_a_run(two_checkpoints, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
+    (staging / runs.CHECKPOINTS / "checkpoint-2").mkdir(parents=True)
+    (staging / runs.CHECKPOINTS / "checkpoint-2" / "optimizer.pt").write_bytes(b"state")
+    before = tree(staging)
+    code, _, err = in_process(capsys, "average", "--model", two_checkpoints, "--last", "2", "--output-dir", output_dir,
+                              "--overwrite")  # fmt: skip
+    assert code == 1 and "interrupted training run" in one_line(err)
+    assert tree(staging) == before and not output_dir.exists()
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    code, _, err = in_process(capsys, "average", "--model", two_checkpoints, "--last", "2", "--output-dir", notes,
+                              "--overwrite")  # fmt: skip
+    assert code == 1 and "not a Miniformer run folder" in one_line(err)
+    assert tree(notes) == {"todo.txt": hashlib.sha256(b"mine").hexdigest()}
+
+
+def test_average_refuses_checkpoints_of_two_runs_and_names_a_truncated_checkpoint(two_checkpoints, tmp_path, capsys):
+    # 23.11
+    other = tmp_path / "other"
+    shutil.copytree(two_checkpoints, other)
+    arguments = json.loads((other / runs.RUN_ARGUMENTS).read_text())
+    arguments["data_fingerprint"] = "sha256:" + "0" * 64  # trained on other data
+    (other / runs.RUN_ARGUMENTS).write_text(json.dumps(arguments))
+    mixed = [two_checkpoints / runs.CHECKPOINTS / "checkpoint-2", other / runs.CHECKPOINTS / "checkpoint-4"]
+    code, _, err = in_process(capsys, "average", "--model", two_checkpoints, "--checkpoints", *mixed,
+                              "--output-dir", tmp_path / "mixed")  # fmt: skip
+    line = one_line(err)
+    assert code == 1 and "different runs" in line and "data_fingerprint" in line
+    assert not (tmp_path / "mixed").exists()
+
+    weights = other / runs.CHECKPOINTS / "checkpoint-4" / runs.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code, _, err = in_process(capsys, "average", "--model", other, "--last", "2", "--output-dir", tmp_path / "cut")
+    line = one_line(err)
+    assert code == 1 and str(weights) in line and "truncated" in line
+
+
+@pytest.mark.parametrize("record", ["[]", '"sha256:0"', "{}"])
+def test_a_malformed_checksums_record_with_damaged_weights_gives_one_line(run_copy, record, capsys):
+    # 23.12 and 23.6: a list or a string is one line; {} checks nothing, but the damaged weights are still refused.
+    (run_copy / runs.CHECKSUMS).write_text(record)
+    weights = run_copy / runs.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-64] + b"\x00\x00\xc0\x7f" * 16)  # NaN (float32) in the last tensor
+    code, out, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
+    line = one_line(err)
+    assert code == 1 and out == ""
+    assert ("checksums.json" in line) if record != "{}" else ("NaN or infinite" in line)
+
+
+def test_generation_options_are_checked_at_parse_time_and_said_right(finished, tmp_path, capsys):
+    # 23.14: the warning names the asked length (3), not the source length.
+    code, out, err = in_process(capsys, "generate", "--model", finished, "a b c d e f a b c", "--max-new-tokens", "3")
+    assert code == 0 and out.count("\n") == 1
+    assert "generation length of 3 tokens" in err or err == ""
+    for flags in (["--max-new-tokens", "-1"], ["--num-beams", "0"]):
+        out_dir = tmp_path / "views"
+        code, _, err = in_process(capsys, "visualize", "--model", finished, "a b c", "--out", out_dir, *flags)
+        assert code == 2 and flags[0] in one_line(err) and not out_dir.exists()
+    code, _, err = in_process(capsys, "train", "--seed", "-1", "--output-dir", tmp_path / "seed")
+    assert code == 2 and "--seed" in one_line(err) and not (tmp_path / "seed").exists()
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line(finished):
+    # 23.17: a real SIGINT, delivered while `miniformer generate` imports torch.
+    script = (
+        "import os, signal, sys\n"
+        "sys.argv[0] = 'miniformer'  # as the console script starts: the libraries load when the command runs\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from miniformer_hf.cli import main\n"
+        f"sys.exit(main(['generate', '--model', {str(finished)!r}, 'a b c']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert one_line(result.stderr) == "miniformer generate: interrupted"

@@ -21,12 +21,10 @@ from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration
 from miniformer_hf.sharing import (
     CODE_FILES,
     SharingError,
-    add_push_arguments,
     card_template_path,
     push_model,
     push_run_folder,
     render_model_card,
-    run_push,
     validate_run_folder,
 )
 
@@ -269,9 +267,12 @@ def test_push_command_uploads_a_run_folder_in_one_commit(hub_client, tmp_path, t
     from huggingface_hub import HfApi, ModelCard
 
     run = write_run_folder(tmp_path / "run", trained_model, tokenizer)
-    parser = add_push_arguments(argparse.ArgumentParser(prog="miniformer push"))
+    from miniformer_hf.commands import push as push_command
+
+    parser = argparse.ArgumentParser(prog="miniformer push")
+    push_command.add_arguments(parser)
     args = parser.parse_args(["--model", str(run), "--repo-id", "alice/reverse-run", "--private"])
-    assert run_push(args) == 0
+    assert push_command.run(args) == 0
 
     repo = hub_client.repo("alice/reverse-run")
     assert repo.private and len(repo.commits) == 2, "expected the initial commit plus exactly one upload commit"
@@ -296,7 +297,7 @@ def test_push_command_uploads_a_run_folder_in_one_commit(hub_client, tmp_path, t
     render_model_card(trained_model.config, run_dir=run).save(run / "README.md")  # as `miniformer train` does
     args = parser.parse_args(["--model", str(run), "--repo-id", "alice/reverse-run", "--revision", "experiment",
                               "--commit-message", "Try a branch"])
-    run_push(args)
+    push_command.run(args)
     assert repo.branches["main"] == main_before and repo.branches["experiment"] != main_before
     branch_files = hub_client.files_at("alice/reverse-run", "experiment")
     assert b"0.9" in branch_files["metrics.json"]
@@ -362,11 +363,11 @@ def test_folder_that_is_not_a_miniformer_run_is_refused_before_any_network_call(
     no_tokenizer = tmp_path / "no_tokenizer"
     trained_model.save_pretrained(no_tokenizer)
     cases = {
-        tmp_path / "missing": "is not a folder",
+        tmp_path / "missing": "no such folder",
         bert: "not 'miniformer'",
-        tmp_path: "has no config.json",
+        tmp_path: "no config.json",
         no_code: "lacks modeling_miniformer.py",
-        no_tokenizer: "has no tokenizer",
+        no_tokenizer: "no tokenizer",
     }
     for folder, reason in cases.items():
         with pytest.raises(SharingError, match=reason) as raised:
@@ -381,7 +382,7 @@ def test_miniformer_push_command_reports_one_line_and_exits_nonzero(hub_client, 
     requests_before = len(hub_client.request_log)
     exit_code = cli.main(["push", "--model", str(tmp_path / "no-such-run"), "--repo-id", "alice/cli-push"])
     error_output = capsys.readouterr().err.strip()
-    assert exit_code != 0 and "is not a folder" in error_output
+    assert exit_code != 0 and "no such folder" in error_output
     assert len(error_output.splitlines()) == 1 and "Traceback" not in error_output
     assert len(hub_client.request_log) == requests_before
 

@@ -285,8 +285,12 @@ def test_generation_alignment_has_one_row_per_generated_token(generated, tmp_pat
     assert generated.generated_tokens[:-1] == generated.target_tokens[1:]
     figure = visualization.plot_generation_alignment(generated)
     axes = figure.axes[0]
-    assert _tick_labels(axes.yaxis) == generated.generated_tokens
-    assert axes.get_ylabel() == "generated token"
+    # issue 21.3: each row names its decoder input and the token that step produced, in every plot of the example.
+    expected = [f"{given} \u2192 {produced}" for given, produced in zip(generated.target_tokens, generated.generated_tokens)]
+    assert _tick_labels(axes.yaxis) == expected
+    assert axes.get_ylabel() == "query: decoder input \u2192 token it produced"
+    cross = visualization.plot_attention(generated, 0, 0, kind="cross").axes[0]
+    assert _tick_labels(cross.yaxis) == expected and cross.get_ylabel() == axes.get_ylabel()
     assert axes.images[0].get_array().shape == (len(generated.generated_tokens), len(generated.source_tokens))
     figure.savefig(tmp_path / "alignment.png")
 
@@ -413,7 +417,9 @@ def test_missing_optional_packages_say_how_to_install(example, monkeypatch):
         visualization.render_head_view(example, html_action="return")
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     monkeypatch.setitem(sys.modules, "mpld3", None)
-    cached = (visualization._figure_class, visualization._embedded_libraries)
+    from miniformer_hf import attention_html, attention_plots
+
+    cached = (attention_plots._figure_class, attention_html._embedded_libraries)
     for function in cached:
         function.cache_clear()
     try:
@@ -455,16 +461,40 @@ def test_miniformer_visualize_command(model, tokenizer, tmp_path, caplog):
     run_dir = tmp_path / "run"
     model.save_pretrained(run_dir)
     tokenizer.save_pretrained(run_dir)
-    parser = visualization.add_visualize_arguments(argparse.ArgumentParser(prog="miniformer visualize"))
+    from miniformer_hf.commands import visualize as visualize_command
+    from miniformer_hf.errors import MiniformerError
+
+    parser = argparse.ArgumentParser(prog="miniformer visualize")
+    visualize_command.add_arguments(parser)
     arguments = parser.parse_args(
         ["--model", str(run_dir), "hello", "--out", str(tmp_path / "views"), "--max-new-tokens", "2"]
     )
-    with caplog.at_level("INFO", logger="miniformer_hf.visualization"):
-        assert visualization.run_visualize(arguments) == 0
+    with caplog.at_level("INFO", logger="miniformer_hf.commands.visualize"):
+        assert visualize_command.run(arguments) == 0
     assert (tmp_path / "views" / "generation.html").is_file()
     assert (tmp_path / "views" / "generation_alignment.png").is_file()
     assert not (tmp_path / "views" / "attention.html").exists()  # no --target given
     assert "generation.html" in caplog.text
 
     missing = parser.parse_args(["--model", str(tmp_path / "nope"), "x", "--out", str(tmp_path / "v")])
-    assert visualization.run_visualize(missing) == 2
+    with pytest.raises(MiniformerError, match="no such folder"):  # raised like every command, exit code 1
+        visualize_command.run(missing)
+    assert not (tmp_path / "v").exists()
+
+
+def test_teacher_forced_views_equal_to_the_generated_ones_are_written_once(model, tokenizer, tmp_path, monkeypatch):
+    # issue 21.9: when the model generates the target exactly, teacher forcing feeds the same decoder inputs.
+    generated = visualization.generate_with_attention(model, tokenizer, "hello world", max_new_tokens=3)
+    monkeypatch.setattr(visualization, "attention_example", lambda *args, **kwargs: generated)
+    written = visualization.visualize_example(
+        model, tokenizer, "hello world", tmp_path / "out", target_text="anything", max_new_tokens=3
+    )
+    assert not any(name.startswith("attention_") for name in written)
+    assert not list((tmp_path / "out").glob("attention*"))
+    assert "generated the target exactly" in (tmp_path / "out" / "generation.html").read_text(encoding="utf-8")
+
+
+def test_a_failed_generation_leaves_no_output_folder(model, tokenizer, tmp_path):
+    with pytest.raises(Exception):
+        visualization.visualize_example(model, tokenizer, "hello", tmp_path / "out", max_new_tokens=3, num_beams=0)
+    assert not (tmp_path / "out").exists()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
-
 from ..options import OptionError, TrainOptions, add_arguments as add_option_arguments, resolve
+from .arguments import display_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Every option of `TrainOptions`, as a flag (``--max-steps`` for ``max_steps``)."""
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_training(plan)
     except OptionError as error:  # said with flags, as the user typed them
         raise error.on_command_line() from None
-    shown = _display_path(result.output_dir)
+    shown = display_path(result.output_dir)
     if result.already_finished:
         print(f"Run folder: {shown} already finished all its steps; nothing was changed.")
         return 0
@@ -40,10 +40,3 @@ def run(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-def _display_path(path: Path) -> str:
-    """``path`` relative to the current folder when it lies inside it (runs/dates), else absolute."""
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
