@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def parser() -> argparse.ArgumentParser:
-    from miniformer_hf.cli import _Parser  # the command line's one-line errors
+    from miniformer_hf.commands import ArgumentParser as _Parser  # the command line's one-line errors
 
     return opts.add_arguments(_Parser(prog="miniformer train"))
 
