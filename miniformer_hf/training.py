@@ -34,7 +34,7 @@ from datasets import Dataset, DatasetDict
 from transformers import TrainerState, set_seed
 
 from . import run_report, runs
-from .callbacks import NonFiniteCheck, NonFiniteTrainingError, TrainingClockCallback, check_finite_weights, saved_training_seconds
+from .callbacks import NonFiniteCheck, NonFiniteTrainingError, TrainingClockCallback, check_training_weights, saved_training_seconds
 from .distributed import distributed_state, gathered_model, unsharded_class
 from .generation import check_generation_inputs, generate_texts, generate_texts_with_cuts, token_lengths
 from .metrics import Seq2SeqMetrics, character_error_rate, compute_text_metrics, edit_distance, exact_match
@@ -639,7 +639,7 @@ def _finish(*, fitted: _Fitted, options: TrainingRunOptions, data, config, sizes
     if not is_main:
         return TrainingRunResult(folder.output_dir, metrics)
 
-    check_finite_weights(model, state.global_step, "at the end of training")  # never publish a NaN model
+    check_training_weights(model, step=state.global_step, when="at the end of training")  # never publish a NaN model
     trainer.save_model(staging)  # safetensors, config (auto_map), code files, generation config, tokenizer
     runs.write_weights_checksum(staging)
     runs.write_json(staging / "log_history.json", state.log_history)
