@@ -382,35 +382,16 @@ def write_weights_checksum(folder: str | os.PathLike) -> dict[str, str]:
 def verify_weights(folder: str | os.PathLike) -> bool:
     """Check the weight files against ``checksums.json``; False when the folder records none.
 
-    Raises `RunError` naming the file when the record is malformed, a recorded file is missing or its
-    bytes changed. An empty record (``{}``) checks nothing and returns False.
+    The check is the model files' own `support_miniformer.verify_weight_checksums` (``from_pretrained``
+    and ``pipeline(model=folder)`` run it too), so every way in gives the same verdict: a malformed or
+    empty record, a missing listed file or changed bytes is one `RunError` naming the file.
     """
-    folder = Path(folder)
-    record = folder / CHECKSUMS
-    if not record.is_file():
-        return False
+    from .support_miniformer import CorruptedCheckpointError, verify_weight_checksums
+
     try:
-        checksums = read_json(record)
-    except (OSError, ValueError) as error:
-        raise RunError(f"{record} is not valid JSON ({error}); expected the checksums `miniformer train` wrote.")
-    if not isinstance(checksums, dict) or not all(
-        isinstance(name, str) and isinstance(value, str) for name, value in checksums.items()
-    ):
-        raise RunError(
-            f"{record} holds a {type(checksums).__name__}, not the {{file name: \"sha256:...\"}} object "
-            "`miniformer train` writes; copy the run folder again (or delete the file to skip the check)."
-        )
-    for name, expected in checksums.items():
-        path = folder / name
-        if not path.is_file():
-            raise RunError(f"{path} is missing, but {record} lists it; the run folder is incomplete. Copy it again.")
-        actual = file_sha256(path)
-        if actual != expected:
-            raise RunError(
-                f"{path} is corrupted: its SHA-256 does not match the one recorded when it was written ({record}); "
-                "copy or download the run folder again, or retrain."
-            )
-    return bool(checksums)
+        return verify_weight_checksums(folder)
+    except CorruptedCheckpointError as error:
+        raise RunError(str(error)) from None
 
 
 # What tells two runs apart: the options that decide the data and the task (a subset of RESUME_MUST_MATCH).

@@ -271,7 +271,10 @@ def test_non_finite_weights_are_refused_with_no_output(run_copy, checksums, caps
         runs.write_weights_checksum(run_copy)
     code, out, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
     line = one_line(err)
-    assert code == 1 and out == "" and "NaN or infinite" in line and name in line
+    if checksums == "empty":  # an empty record is refused before the weights are read, as from_pretrained does
+        assert code == 1 and out == "" and "checksums.json holds dict {}" in line
+    else:
+        assert code == 1 and out == "" and "NaN or infinite" in line and name in line
 
 
 def test_limits_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
@@ -480,14 +483,14 @@ def test_average_refuses_checkpoints_of_two_runs_and_names_a_truncated_checkpoin
 
 @pytest.mark.parametrize("record", ["[]", '"sha256:0"', "{}"])
 def test_a_malformed_checksums_record_with_damaged_weights_gives_one_line(run_copy, record, capsys):
-    # 23.12 and 23.6: a list or a string is one line; {} checks nothing, but the damaged weights are still refused.
+    # 23.12 and 23.6: a list, a string or {} is one line naming checksums.json (from_pretrained's verdict too).
     (run_copy / runs.CHECKSUMS).write_text(record)
     weights = run_copy / runs.WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:-64] + b"\x00\x00\xc0\x7f" * 16)  # NaN (float32) in the last tensor
     code, out, err = in_process(capsys, "generate", "--model", run_copy, "a b c")
     line = one_line(err)
     assert code == 1 and out == ""
-    assert ("checksums.json" in line) if record != "{}" else ("NaN or infinite" in line)
+    assert "checksums.json" in line and "Traceback" not in err
 
 
 def test_generation_options_are_checked_at_parse_time_and_said_right(finished, tmp_path, capsys):
