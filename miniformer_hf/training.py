@@ -398,8 +398,8 @@ def _explained(error: BaseException, staging: Path) -> BaseException:
     if isinstance(error, KeyboardInterrupt):
         hint = "rerun the same command with --resume" if checkpoint else "rerun the same command to start again"
         return RunInterrupted(f"interrupted; {kept.split(' (rerun')[0]}: {hint}.")
-    if runs.disk_full(error) or "No space left" in str(error) or "StorageFull" in str(error):
-        return RunError(f"no space left on the device while writing {staging}; {kept}. Free some space first.")
+    if runs.disk_full(error):  # OSError ENOSPC, torch.save's "file write failed", safetensors' message
+        return runs.explain_os_error(error, kept=f"{kept}; nothing was published")
     return error
 
 
