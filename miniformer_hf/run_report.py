@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .metrics import METRIC_NAMES, bleu_signature
+from .runs import MODEL_CARD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def write_model_card(run_dir: Path, config, metrics: dict[str, Any], num_paramet
     except ImportError as error:
         logger.warning("No model card written (%s).", error)
         return
-    render_model_card(config, metrics=metrics, num_parameters=num_parameters).save(run_dir / "README.md")
+    render_model_card(config, metrics=metrics, num_parameters=num_parameters).save(run_dir / MODEL_CARD_FILE)
 
 
 def visualize_attention(model, tokenizer, example: dict[str, str], out_dir: Path, max_new_tokens: int) -> dict[str, str]:

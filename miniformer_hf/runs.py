@@ -53,8 +53,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ATTENTION_DIR", "CHECKSUMS", "CHECKPOINTS", "CODE_FILES", "CONFIG_FILE", "DEFAULTS", "INCOMPLETE_SUFFIX",
-    "LOCK_FILE", "LOG_HISTORY_FILE", "LOSS_CURVE_FILE", "METRICS_FILE", "MODEL_CARD_FILE", "MODEL_SIZES",
-    "RUN_ARGUMENTS", "SCHEDULES", "TOKENIZER_FILES", "USES", "WEIGHTS_FILE", "RunError", "RunLock",
+    "LOCK_FILE", "LOG_HISTORY_FILE", "LOSS_CURVE_FILE", "METRICS_BY_TIME_FILE", "METRICS_FILE", "MODEL_CARD_FILE",
+    "MODEL_SIZES", "RUN_ARGUMENTS", "SCHEDULES", "TOKENIZER_FILES", "USES", "WEIGHTS_FILE", "RunError", "RunLock",
     "TrainingRunOptions", "check_destination", "check_finite_weights", "check_output_folder",
     "check_run_folder", "data_fingerprint", "default_threads", "disk_full", "evaluation_metrics",
     "explain_os_error", "is_run_folder", "load_model", "load_run_folder", "load_tokenizer", "metric_key",
@@ -75,6 +75,7 @@ CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 METRICS_FILE = "metrics.json"  # schema: `metric_key` / `evaluation_metrics`
+METRICS_BY_TIME_FILE = "metrics_by_time.json"  # held-out exact match at --eval-at-seconds marks
 LOG_HISTORY_FILE = "log_history.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 ATTENTION_DIR = "attention"  # visualization.visualize_example's files
@@ -757,18 +758,19 @@ def load_tokenizer(folder: str | os.PathLike, *, subject: str | None = None):
         ) from error
 
 
-def load_run_folder(model_dir: str | os.PathLike, *, use: str = "generate"):
+def load_run_folder(model_dir: str | os.PathLike, *, use: str = "generate", subject: str | None = None):
     """``(model, tokenizer)`` in eval mode from a run folder (or any saved seq2seq model with its tokenizer).
 
     The folder is checked for ``use`` (`check_run_folder`: config, weights, ``checksums.json``), the
     model loads with the package's classes (no ``trust_remote_code`` prompt), and a model whose weights
     hold NaN or infinities is refused: it never produces output as if it were fine. Every problem is
-    one `RunError` naming the file.
+    one `RunError` naming the file, starting with ``subject`` (by default ``--model <model_dir>``).
     """
     path = Path(model_dir)
-    check_run_folder(path, use=use)
-    model = load_model(path)
-    check_finite_weights(model, where=f"--model {os.fspath(model_dir)}: {path / WEIGHTS_FILE}")
-    tokenizer = load_tokenizer(path)
+    subject = subject or f"--model {os.fspath(model_dir)}"
+    check_run_folder(path, use=use, subject=subject)
+    model = load_model(path, subject=subject)
+    check_finite_weights(model, where=f"{subject}: {path / WEIGHTS_FILE}")
+    tokenizer = load_tokenizer(path, subject=subject)
     model.eval()
     return model, tokenizer

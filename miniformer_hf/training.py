@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import TrainerState, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 
 from . import run_report, runs
 from .callbacks import NonFiniteCheck, NonFiniteTrainingError, TrainingClockCallback, check_training_weights, saved_training_seconds
@@ -341,14 +342,14 @@ def _check_resume_length(folder: _RunFolder, *, planned_steps: int, max_time: fl
         )
     output_dir = folder.output_dir
     if resume_from == output_dir and _finished_checkpoint(output_dir / CHECKPOINTS, planned_steps, max_time):
-        metrics = runs.read_json(output_dir / "metrics.json") if (output_dir / "metrics.json").is_file() else {}
+        metrics = runs.read_json(output_dir / runs.METRICS_FILE) if (output_dir / runs.METRICS_FILE).is_file() else {}
         logger.info("%s already finished its training; nothing to do.", output_dir)
         return TrainingRunResult(output_dir, metrics, already_finished=True)
     return None
 
 
 def _checkpoint_state(checkpoint: str) -> TrainerState:
-    return TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+    return TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
 
 
 def _finished_checkpoint(checkpoints: Path, planned_steps: int, max_time: float | None) -> str | None:
@@ -418,7 +419,7 @@ def _make_tokenizer(*, texts, kind, vocab_size, staging: Path, reuse: bool, run_
 
     from .tokenization import train_tokenizer
 
-    if is_main and not (reuse and (staging / "tokenizer.json").is_file()):
+    if is_main and not (reuse and (staging / runs.TOKENIZER_FILES[0]).is_file()):
         kind_kwargs = {"vocab_size": vocab_size} if kind == "bpe" else {}
         try:
             tokenizer = train_tokenizer(texts, kind=kind, **kind_kwargs)
@@ -555,7 +556,7 @@ def _fit(*, model, tokenizer, train, evaluation: Dataset, test: Dataset, trainer
             predictions = generate_texts(current_model, tokenizer, test["source"], batch_size=256)
             return {"exact_match": compute_text_metrics(predictions, test["target"])["exact_match"]}
 
-        clock = TrainingClockCallback(eval_at_seconds, test_exact_match, path=staging / "metrics_by_time.json")
+        clock = TrainingClockCallback(eval_at_seconds, test_exact_match, path=staging / runs.METRICS_BY_TIME_FILE)
         callbacks.append(clock)
     trainer = TransformerTrainer(
         model, tokenizer, output_dir=staging / CHECKPOINTS, callbacks=callbacks, thread_chooser=thread_chooser,
@@ -642,13 +643,13 @@ def _finish(*, fitted: _Fitted, options: TrainingRunOptions, data, config, sizes
     check_training_weights(model, step=state.global_step, when="at the end of training")  # never publish a NaN model
     trainer.save_model(staging)  # safetensors, config (auto_map), code files, generation config, tokenizer
     runs.write_weights_checksum(staging)
-    runs.write_json(staging / "log_history.json", state.log_history)
-    run_report.write_loss_curve(state.log_history, staging / "loss_curve.png")
+    runs.write_json(staging / runs.LOG_HISTORY_FILE, state.log_history)
+    run_report.write_loss_curve(state.log_history, staging / runs.LOSS_CURVE_FILE)
     if not options.no_visualize:
-        metrics["attention"] = run_report.visualize_attention(model, trainer.tokenizer, fitted.test[0], staging / "attention", trainer.max_new_tokens)
+        metrics["attention"] = run_report.visualize_attention(model, trainer.tokenizer, fitted.test[0], staging / runs.ATTENTION_DIR, trainer.max_new_tokens)
     metrics["training_wall_seconds"] = fitted.training_wall_seconds
     metrics["wall_seconds"] = time.perf_counter() - started
-    runs.write_json(staging / "metrics.json", metrics)
+    runs.write_json(staging / runs.METRICS_FILE, metrics)
     run_report.write_model_card(staging, config, metrics, model.num_parameters())
     runs.publish_folder(staging, folder.output_dir)
     (folder.output_dir / runs.LOCK_FILE).unlink(missing_ok=True)
