@@ -55,7 +55,7 @@ __all__ = [
     "ATTENTION_DIR", "CHECKSUMS", "CHECKPOINTS", "CODE_FILES", "CONFIG_FILE", "DEFAULTS", "INCOMPLETE_SUFFIX",
     "LOCK_FILE", "LOG_HISTORY_FILE", "LOSS_CURVE_FILE", "METRICS_BY_TIME_FILE", "METRICS_FILE", "MODEL_CARD_FILE",
     "MODEL_SIZES", "RUN_ARGUMENTS", "SCHEDULES", "TOKENIZER_FILES", "USES", "WEIGHTS_FILE", "RunError", "RunLock",
-    "TrainingRunOptions", "check_destination", "check_finite_weights", "check_output_folder",
+    "TrainingRunOptions", "check_destination", "check_finite_weights", "check_resume_options",
     "check_run_folder", "data_fingerprint", "default_threads", "disk_full", "evaluation_metrics",
     "explain_os_error", "is_run_folder", "load_model", "load_run_folder", "load_tokenizer", "metric_key",
     "metric_names", "non_finite_weights", "publish_folder", "run_folder_of", "run_identity", "split_metrics",
@@ -231,11 +231,6 @@ def has_checkpoint(staging: Path) -> bool:
     )
 
 
-def check_output_folder(options: TrainingRunOptions, output_dir: Path, staging: Path) -> None:
-    """Refuse (with `RunError`) anything that could lose data or mix two runs, before any work starts."""
-    check_destination(output_dir, staging, resume=options.resume, overwrite=options.overwrite)
-
-
 def check_destination(
     output_dir: Path, staging: Path, *, resume: bool = False, overwrite: bool = False, command: str = "train"
 ) -> None:
@@ -324,12 +319,13 @@ def take_staging(output_dir: Path, staging: Path) -> RunLock:
     return lock
 
 
-def check_resume_options(options: TrainingRunOptions, folder: Path) -> None:
+def check_resume_options(folder: Path, *, current: Mapping[str, Any]) -> None:
+    """Refuse a ``--resume`` whose data/model options (`RESUME_MUST_MATCH`) differ from those the run in
+    ``folder`` recorded in ``run_arguments.json``; ``current``: this run's option values by name."""
     saved_path = folder / RUN_ARGUMENTS
     if not saved_path.is_file():
         return
     saved = read_json(saved_path)
-    current = options.to_dict()
     different = [name for name in RESUME_MUST_MATCH if name in saved and saved[name] != current.get(name)]
     if different:
         details = ", ".join(
@@ -340,8 +336,6 @@ def check_resume_options(options: TrainingRunOptions, folder: Path) -> None:
             "interrupted run.",
             2,
         )
-
-
 
 
 # ---------------------------------------------------------------------------------------------
