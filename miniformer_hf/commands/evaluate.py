@@ -27,18 +27,23 @@ def add_arguments(parser) -> None:
         "--target-column", default="target", help="column (or JSON key) holding the expected output (default: target)"
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=256, help="examples per generation batch (default 256)"
+        "--batch-size", type=positive_int("batch_size"), default=256,
+        help="examples per generation batch (default 256)",
     )
     parser.add_argument(
         "--max-new-tokens",
-        type=positive_int,
+        type=positive_int("max_new_tokens"),
         default=None,
         help="longest output (default: the model's generation config)",
     )
-    parser.add_argument("--num-beams", type=positive_int, default=None, help="beam search width (default: greedy)")
-    parser.add_argument("--limit", type=positive_int, default=None, help="score only the first this many examples")
+    parser.add_argument(
+        "--num-beams", type=positive_int("num_beams"), default=None, help="beam search width (default: greedy)"
+    )
+    parser.add_argument(
+        "--limit", type=positive_int("limit"), default=None, help="score only the first this many examples"
+    )
     parser.add_argument("--output", help="also write the metrics (and predictions) to this JSON file")
-    parser.add_argument("--threads", type=thread_count, default=1, help="CPU threads for PyTorch (default 1)")
+    parser.add_argument("--threads", type=thread_count(), default=1, help="CPU threads for PyTorch (default 1)")
 
 
 def _dataset(args):

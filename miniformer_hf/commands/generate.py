@@ -18,17 +18,17 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--max-new-tokens",
-        type=positive_int,
+        type=positive_int("max_new_tokens"),
         default=None,
         help="longest output (default: the model's generation config)",
     )
     parser.add_argument(
         "--num-beams",
-        type=positive_int,
+        type=positive_int("num_beams"),
         default=None,
         help="beam search width (default: the model's generation config, greedy)",
     )
-    parser.add_argument("--threads", type=thread_count, default=1, help="CPU threads for PyTorch (default 1)")
+    parser.add_argument("--threads", type=thread_count(), default=1, help="CPU threads for PyTorch (default 1)")
 
 
 def generation_kwargs(args) -> dict[str, int]:

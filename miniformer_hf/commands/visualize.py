@@ -16,10 +16,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="folder to write the HTML views and PNG plots into")
     parser.add_argument("--target", default=None, help="also show the model teacher-forced on this target text")
     parser.add_argument(
-        "--max-new-tokens", type=positive_int, default=64, help="longest generated output (default 64)"
+        "--max-new-tokens", type=positive_int("max_new_tokens"), default=64,
+        help="longest generated output (default 64)",
     )
     parser.add_argument(
-        "--num-beams", type=positive_int, default=None, help="beam size (default: the model's generation config)"
+        "--num-beams", type=positive_int("num_beams"), default=None,
+        help="beam size (default: the model's generation config)",
     )
 
 
