@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def parser() -> argparse.ArgumentParser:
-    from miniformer_hf.commands import ArgumentParser  # the command line's one-line errors
+    from miniformer_hf.commands import ArgumentParser as _Parser  # the command line's one-line errors
 
-    return opts.add_arguments(ArgumentParser(prog="miniformer train"))
+    return opts.add_arguments(_Parser(prog="miniformer train"))
 
 
 def parse(*argv: str) -> TrainOptions:
