@@ -212,7 +212,7 @@ def write_averaged_run(
     model = average_into_model(paths)  # AveragingError before anything is written
     runs.check_finite_weights(model, where="the average of " + ", ".join(path.name for path in paths), refusal="not written")
     source_run = Path(source_run) if source_run else None
-    tokenizer_source = source_run if source_run and (source_run / "tokenizer.json").is_file() else paths[-1]
+    tokenizer_source = source_run if source_run and (source_run / runs.TOKENIZER_FILES[0]).is_file() else paths[-1]
     tokenizer = runs.load_tokenizer(tokenizer_source, subject=str(tokenizer_source))
     lock = runs.take_staging(output_dir, staging)
     try:

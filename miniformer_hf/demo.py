@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # torch and the attention code are imported when first used, 
 
     from .visualization import AttentionExample
 
+from . import runs  # the standard library only at import: `miniformer demo --help` stays fast
 from .errors import MiniformerError
 
 logger = logging.getLogger(__name__)
@@ -86,33 +87,15 @@ class DemoModel:
         return int(self.model.config.n_heads)
 
 
-def _check_miniformer_config(folder: Path, given: str) -> Path:
-    """The demo draws layers and heads of a Miniformer: refuse another model type before loading it."""
-    hint = "expected a run folder written by `miniformer train` (or save_pretrained), or a Hub repo id such as user/miniformer-dates"
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise DemoError(f"{given} has no config.json, so it is not a Miniformer model; {hint}.")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise DemoError(f"{config_path} could not be read as JSON ({error}); {hint}.") from error
-    if not isinstance(config, dict) or config.get("model_type") != "miniformer":
-        model_type = config.get("model_type") if isinstance(config, dict) else None
-        raise DemoError(f"{given} holds a model_type={model_type!r} model, not a Miniformer; {hint}.")
-    return folder
-
-
 def resolve_model_folder(run_or_repo: str, *, revision: str | None = None) -> Path:
     """A local folder holding the model: ``run_or_repo`` itself, or a download of that Hub repository.
 
-    Only the model type is checked here; the weights, checksums and tokenizer are checked by the one run-folder
-    loader, :func:`miniformer_hf.runs.load_run_folder`, when :func:`load_demo_model` loads them.
+    Nothing is checked here; :func:`load_demo_model` checks and loads the folder through the one run-folder
+    module (``runs.load_run_folder(..., use="demo")``: a Miniformer config, weights, checksums, tokenizer).
     """
     path = Path(run_or_repo).expanduser()
     if path.exists():
-        if not path.is_dir():
-            raise DemoError(f"{run_or_repo} is a file; expected a run folder written by `miniformer train` or a Hub repo id.")
-        return _check_miniformer_config(path, run_or_repo)
+        return path
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
@@ -128,15 +111,20 @@ def resolve_model_folder(run_or_repo: str, *, revision: str | None = None) -> Pa
             f"{run_or_repo} is not a local folder and could not be downloaded from the Hub ({type(error).__name__}: "
             f"{' '.join(str(error).split())[:300]}); check the path or the repo id, and the network (HF_HUB_OFFLINE)."
         ) from error
-    return _check_miniformer_config(Path(folder), run_or_repo)
+    return Path(folder)
 
 
 def load_demo_model(run_or_repo: str, *, revision: str | None = None, num_examples: int = NUM_EXAMPLES) -> DemoModel:
-    """Load a Miniformer run folder or Hub repo id for the demo (eval mode), with held-out examples."""
-    from .runs import load_run_folder  # the one loader of run folders (weights, checksums, tokenizer, clear errors)
+    """Load a Miniformer run folder or Hub repo id for the demo (eval mode), with held-out examples.
 
+    The demo draws a Miniformer's layers and heads: another model type, missing weights or tokenizer, damaged or
+    non-finite weights are one `DemoError` (the run-folder module's message) before anything is served.
+    """
     folder = resolve_model_folder(run_or_repo, revision=revision)
-    model, tokenizer = load_run_folder(folder)  # eval mode
+    try:
+        model, tokenizer = runs.load_run_folder(folder, use="demo", subject=f"--model {run_or_repo}")  # eval mode
+    except runs.RunError as error:
+        raise DemoError(str(error)) from None
     generation = model.generation_config
     if generation.max_length is not None and generation.max_new_tokens is None:
         # A run saved with a length limit as max_length (decoder start + new tokens): keep it as max_new_tokens,
@@ -160,8 +148,8 @@ def held_out_examples(folder: str | Path, limit: int = NUM_EXAMPLES) -> list[str
     in ``metrics.json``; a folder with neither gives no examples.
     """
     folder = Path(folder)
-    arguments = _read_json_object(folder / "run_arguments.json")
-    task = arguments.get("task") or _read_json_object(folder / "metrics.json").get("task")
+    arguments = _read_json_object(folder / runs.RUN_ARGUMENTS)
+    task = arguments.get("task") or _read_json_object(folder / runs.METRICS_FILE).get("task")
     try:
         from .data import BUILTIN_TASKS, load_task, load_text_pairs
 

@@ -11,6 +11,7 @@ It imports only the standard library.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import os
@@ -24,6 +25,8 @@ from .errors import MiniformerError
 
 __all__ = [
     "NOT_GIVEN",
+    "POSITIVE_INTEGER",
+    "ArgumentType",
     "Choice",
     "Duration",
     "Flag",
@@ -195,6 +198,9 @@ class Integer(Kind):
         return value
 
 
+POSITIVE_INTEGER = Integer(1, "a positive integer")  # steps, beams, lengths, batch sizes, counts
+
+
 class Threads(Integer):
     def __init__(self):
         super().__init__(1, "a positive integer")
@@ -328,3 +334,24 @@ class Marks(Kind):
         if not marks:
             raise Invalid("is empty; expected one or more positive numbers of seconds")
         return marks
+
+
+# ---------------------------------------------------------------------------------------------
+# On the command line
+# ---------------------------------------------------------------------------------------------
+
+
+class ArgumentType:
+    """argparse's ``type`` for one option of any command: converts and checks the typed text with the
+    option's kind, and refuses a bad value in one line naming the flag (``--num-beams 0 is not positive;
+    expected a positive integer``); the command exits with code 2."""
+
+    def __init__(self, name: str, kind: Kind):
+        self.name, self.kind = name, kind
+        self.__name__ = name
+
+    def __call__(self, text: str) -> Any:
+        try:
+            return self.kind.parse(text)
+        except Invalid as invalid:
+            raise argparse.ArgumentError(None, str(invalid.error(self.name).on_command_line())) from None

@@ -29,6 +29,8 @@ from typing import Any
 
 from .option_values import (  # noqa: F401  (parse_duration: importable here too)
     NOT_GIVEN,
+    POSITIVE_INTEGER,
+    ArgumentType,
     Choice,
     Duration,
     Flag,
@@ -124,7 +126,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 MAX_PARAMETERS = 2_000_000_000
 
 
-_POSITIVE = Integer(1, "a positive integer")
+_POSITIVE = POSITIVE_INTEGER
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,21 +433,6 @@ RESUME_MUST_MATCH = tuple(name for name, field in _FIELDS.items() if field.metad
 # ---------------------------------------------------------------------------------------------
 
 
-class _ArgumentType:
-    """argparse's ``type`` for one option: converts and checks the typed text with the option's kind, and
-    refuses a bad value with the message `resolve` would give (``--max-steps 0 is not positive; ...``)."""
-
-    def __init__(self, name: str, kind: Kind):
-        self.name, self.kind = name, kind
-        self.__name__ = name
-
-    def __call__(self, text: str) -> Any:
-        try:
-            return self.kind.parse(text)
-        except Invalid as invalid:
-            raise argparse.ArgumentError(None, str(invalid.error(self.name).on_command_line())) from None
-
-
 def _help(name: str) -> str:
     default = DEFAULTS[name]
     return _FIELDS[name].metadata["help"].replace("{default}", str(default))
@@ -483,7 +470,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         elif isinstance(meta["kind"], Choice):
             kwargs["choices"] = meta["kind"].choices
         else:
-            kwargs["type"] = _ArgumentType(name, meta["kind"])
+            kwargs["type"] = ArgumentType(name, meta["kind"])
         for key in ("metavar", "nargs"):
             if meta[key] is not None:
                 kwargs[key] = meta[key]

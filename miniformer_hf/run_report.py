@@ -9,70 +9,77 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from .metrics import METRIC_NAMES, bleu_signature
+from .metrics import bleu_signature
+from .runs import MODEL_CARD_FILE, split_metrics
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["loss_curve_figure", "run_metrics", "visualize_attention", "write_loss_curve", "write_model_card"]
 
 
-def run_metrics(*, fitted, options, final_validation: dict, final_test: dict,
+def run_metrics(*, fitted, recorded: Mapping[str, Any], final_validation: dict, final_test: dict,
                  sizes: dict, task_name: str, fingerprint: str, num_train: int | None) -> dict[str, Any]:  # fmt: skip
-    """metrics.json: flat keys as the model card (`sharing`) reads them; "eval_*" are the held-out test split."""
+    """metrics.json: flat keys as the model card (`sharing`) reads them; "eval_*" are the held-out test split.
+
+    The figures' keys follow the schema of `runs` (`runs.split_metrics`: every name of
+    `metrics.EVAL_METRIC_NAMES`, chrF included, for both splits). ``recorded``: the run's option values
+    by name, as ``run_arguments.json`` holds them (``TrainOptions.to_dict()``).
+    """
     hf_trainer = fitted.trainer.hf_trainer
     arguments, state = hf_trainer.args, hf_trainer.state
     metrics: dict[str, Any] = {
         "task": task_name,
         "eval_split": "test",
-        **{f"eval_{name}": final_test[f"test_{name}"] for name in (*METRIC_NAMES, "loss")},
-        **{f"validation_{name}": final_validation[f"validation_{name}"] for name in ("exact_match", "cer", "bleu", "loss")},
+        **split_metrics(final_test, prefix="eval", source_prefix="test"),
+        **split_metrics(final_validation, prefix="validation"),
         "train_runtime": fitted.train_metrics.get("train_runtime"),
         "train_loss": fitted.train_metrics.get("train_loss"),
         "max_steps": state.global_step,
         "epochs": round(state.epoch or 0, 3),
         "learning_rate": arguments.learning_rate,
-        "schedule": options.schedule,
+        "schedule": recorded["schedule"],
         "warmup_steps": arguments.warmup_steps,
         "per_device_train_batch_size": arguments.per_device_train_batch_size,
         "label_smoothing": arguments.label_smoothing_factor,
-        "seed": options.seed,
+        "seed": recorded["seed"],
         "train_samples": num_train,
         "num_evaluated": {"validation": len(fitted.evaluation), "test": len(fitted.test)},
         "num_parameters": fitted.model.num_parameters(),
         "model": sizes,
-        "tokenizer": options.tokenizer,
-        "threads": torch.get_num_threads() if options.threads is None else options.threads,
+        "tokenizer": recorded["tokenizer"],
+        "threads": torch.get_num_threads() if recorded["threads"] is None else recorded["threads"],
         "data_fingerprint": fingerprint,
     }
     chooser = hf_trainer.thread_chooser
     if chooser is not None:
         metrics["thread_choices"] = [{"step": step, "threads": threads} for step, threads in chooser.choices]
     metrics["training_seconds"] = hf_trainer.clock.seconds()  # evaluations excluded, across resumes
-    if options.max_time is not None:
-        metrics["max_time"] = options.max_time
+    if recorded["max_time"] is not None:
+        metrics["max_time"] = recorded["max_time"]
     if fitted.clock is not None:
         metrics["by_training_time"] = fitted.clock.results
     if fitted.averaged_from:
         metrics["averaged_checkpoints"] = fitted.averaged_from
     metrics["bleu_signature"] = bleu_signature()  # BLEU is sacreBLEU's, on detokenized (decoded) text
-    metrics["decoding"] = {"num_beams": options.num_beams, "length_penalty": options.length_penalty,
-                           "max_new_tokens_over_input": options.max_new_tokens_over_input}  # fmt: skip
-    if options.tokens_per_batch:
-        metrics["tokens_per_batch"] = options.tokens_per_batch
-    if options.recipe:
-        metrics["recipe"] = options.recipe
-    if options.dataset:
+    metrics["decoding"] = {name: recorded[name] for name in ("num_beams", "length_penalty", "max_new_tokens_over_input")}
+    if recorded["tokens_per_batch"]:
+        metrics["tokens_per_batch"] = recorded["tokens_per_batch"]
+    if recorded["recipe"]:
+        metrics["recipe"] = recorded["recipe"]
+    dataset = recorded["dataset"]
+    if dataset:
         # The model card lists a Hub id among the card's datasets; a local folder is named, not linked.
-        local = "folder" if os.path.isdir(options.dataset) else "file" if os.path.isfile(options.dataset) else None
-        metrics["dataset"] = f"{Path(options.dataset).name} (local {local})" if local else options.dataset
-        metrics["dataset_config"] = options.dataset_config
-        metrics["dataset_revision"] = options.dataset_revision
-        metrics["dataset_languages"] = [options.source_lang or options.source_column,
-                                        options.target_lang or options.target_column]  # fmt: skip
+        local = "folder" if os.path.isdir(dataset) else "file" if os.path.isfile(dataset) else None
+        metrics["dataset"] = f"{Path(dataset).name} (local {local})" if local else dataset
+        metrics["dataset_config"] = recorded["dataset_config"]
+        metrics["dataset_revision"] = recorded["dataset_revision"]
+        metrics["dataset_languages"] = [recorded["source_lang"] or recorded["source_column"],
+                                        recorded["target_lang"] or recorded["target_column"]]  # fmt: skip
     return metrics
 
 
@@ -131,7 +138,7 @@ def write_model_card(run_dir: Path, config, metrics: dict[str, Any], num_paramet
     except ImportError as error:
         logger.warning("No model card written (%s).", error)
         return
-    render_model_card(config, metrics=metrics, num_parameters=num_parameters).save(run_dir / "README.md")
+    render_model_card(config, metrics=metrics, num_parameters=num_parameters).save(run_dir / MODEL_CARD_FILE)
 
 
 def visualize_attention(model, tokenizer, example: dict[str, str], out_dir: Path, max_new_tokens: int) -> dict[str, str]:

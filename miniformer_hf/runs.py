@@ -53,9 +53,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ATTENTION_DIR", "CHECKSUMS", "CHECKPOINTS", "CODE_FILES", "CONFIG_FILE", "DEFAULTS", "INCOMPLETE_SUFFIX",
-    "LOCK_FILE", "LOG_HISTORY_FILE", "LOSS_CURVE_FILE", "METRICS_FILE", "MODEL_CARD_FILE", "MODEL_SIZES",
-    "RUN_ARGUMENTS", "SCHEDULES", "TOKENIZER_FILES", "USES", "WEIGHTS_FILE", "RunError", "RunLock",
-    "TrainingRunOptions", "check_destination", "check_finite_weights", "check_output_folder",
+    "LOCK_FILE", "LOG_HISTORY_FILE", "LOSS_CURVE_FILE", "METRICS_BY_TIME_FILE", "METRICS_FILE", "MODEL_CARD_FILE",
+    "MODEL_SIZES", "RUN_ARGUMENTS", "SCHEDULES", "TOKENIZER_FILES", "USES", "WEIGHTS_FILE", "RunError", "RunLock",
+    "TrainingRunOptions", "check_destination", "check_finite_weights", "check_resume_options",
     "check_run_folder", "data_fingerprint", "default_threads", "disk_full", "evaluation_metrics",
     "explain_os_error", "is_run_folder", "load_model", "load_run_folder", "load_tokenizer", "metric_key",
     "metric_names", "non_finite_weights", "publish_folder", "run_folder_of", "run_identity", "split_metrics",
@@ -75,6 +75,7 @@ CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 METRICS_FILE = "metrics.json"  # schema: `metric_key` / `evaluation_metrics`
+METRICS_BY_TIME_FILE = "metrics_by_time.json"  # held-out exact match at --eval-at-seconds marks
 LOG_HISTORY_FILE = "log_history.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 ATTENTION_DIR = "attention"  # visualization.visualize_example's files
@@ -230,11 +231,6 @@ def has_checkpoint(staging: Path) -> bool:
     )
 
 
-def check_output_folder(options: TrainingRunOptions, output_dir: Path, staging: Path) -> None:
-    """Refuse (with `RunError`) anything that could lose data or mix two runs, before any work starts."""
-    check_destination(output_dir, staging, resume=options.resume, overwrite=options.overwrite)
-
-
 def check_destination(
     output_dir: Path, staging: Path, *, resume: bool = False, overwrite: bool = False, command: str = "train"
 ) -> None:
@@ -323,12 +319,13 @@ def take_staging(output_dir: Path, staging: Path) -> RunLock:
     return lock
 
 
-def check_resume_options(options: TrainingRunOptions, folder: Path) -> None:
+def check_resume_options(folder: Path, *, current: Mapping[str, Any]) -> None:
+    """Refuse a ``--resume`` whose data/model options (`RESUME_MUST_MATCH`) differ from those the run in
+    ``folder`` recorded in ``run_arguments.json``; ``current``: this run's option values by name."""
     saved_path = folder / RUN_ARGUMENTS
     if not saved_path.is_file():
         return
     saved = read_json(saved_path)
-    current = options.to_dict()
     different = [name for name in RESUME_MUST_MATCH if name in saved and saved[name] != current.get(name)]
     if different:
         details = ", ".join(
@@ -339,8 +336,6 @@ def check_resume_options(options: TrainingRunOptions, folder: Path) -> None:
             "interrupted run.",
             2,
         )
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,35 +377,16 @@ def write_weights_checksum(folder: str | os.PathLike) -> dict[str, str]:
 def verify_weights(folder: str | os.PathLike) -> bool:
     """Check the weight files against ``checksums.json``; False when the folder records none.
 
-    Raises `RunError` naming the file when the record is malformed, a recorded file is missing or its
-    bytes changed. An empty record (``{}``) checks nothing and returns False.
+    The check is the model files' own `support_miniformer.verify_weight_checksums` (``from_pretrained``
+    and ``pipeline(model=folder)`` run it too), so every way in gives the same verdict: a malformed or
+    empty record, a missing listed file or changed bytes is one `RunError` naming the file.
     """
-    folder = Path(folder)
-    record = folder / CHECKSUMS
-    if not record.is_file():
-        return False
+    from .support_miniformer import CorruptedCheckpointError, verify_weight_checksums
+
     try:
-        checksums = read_json(record)
-    except (OSError, ValueError) as error:
-        raise RunError(f"{record} is not valid JSON ({error}); expected the checksums `miniformer train` wrote.")
-    if not isinstance(checksums, dict) or not all(
-        isinstance(name, str) and isinstance(value, str) for name, value in checksums.items()
-    ):
-        raise RunError(
-            f"{record} holds a {type(checksums).__name__}, not the {{file name: \"sha256:...\"}} object "
-            "`miniformer train` writes; copy the run folder again (or delete the file to skip the check)."
-        )
-    for name, expected in checksums.items():
-        path = folder / name
-        if not path.is_file():
-            raise RunError(f"{path} is missing, but {record} lists it; the run folder is incomplete. Copy it again.")
-        actual = file_sha256(path)
-        if actual != expected:
-            raise RunError(
-                f"{path} is corrupted: its SHA-256 does not match the one recorded when it was written ({record}); "
-                "copy or download the run folder again, or retrain."
-            )
-    return bool(checksums)
+        return verify_weight_checksums(folder)
+    except CorruptedCheckpointError as error:
+        raise RunError(str(error)) from None
 
 
 # What tells two runs apart: the options that decide the data and the task (a subset of RESUME_MUST_MATCH).
@@ -776,18 +752,19 @@ def load_tokenizer(folder: str | os.PathLike, *, subject: str | None = None):
         ) from error
 
 
-def load_run_folder(model_dir: str | os.PathLike, *, use: str = "generate"):
+def load_run_folder(model_dir: str | os.PathLike, *, use: str = "generate", subject: str | None = None):
     """``(model, tokenizer)`` in eval mode from a run folder (or any saved seq2seq model with its tokenizer).
 
     The folder is checked for ``use`` (`check_run_folder`: config, weights, ``checksums.json``), the
     model loads with the package's classes (no ``trust_remote_code`` prompt), and a model whose weights
     hold NaN or infinities is refused: it never produces output as if it were fine. Every problem is
-    one `RunError` naming the file.
+    one `RunError` naming the file, starting with ``subject`` (by default ``--model <model_dir>``).
     """
     path = Path(model_dir)
-    check_run_folder(path, use=use)
-    model = load_model(path)
-    check_finite_weights(model, where=f"--model {os.fspath(model_dir)}: {path / WEIGHTS_FILE}")
-    tokenizer = load_tokenizer(path)
+    subject = subject or f"--model {os.fspath(model_dir)}"
+    check_run_folder(path, use=use, subject=subject)
+    model = load_model(path, subject=subject)
+    check_finite_weights(model, where=f"{subject}: {path / WEIGHTS_FILE}")
+    tokenizer = load_tokenizer(path, subject=subject)
     model.eval()
     return model, tokenizer

@@ -205,8 +205,8 @@ def _config_dict(config: Any) -> dict[str, Any]:
         return config.to_dict()
     if isinstance(config, Mapping):
         return dict(config)
-    if isinstance(config, (str, Path)) and Path(config, "config.json").is_file():
-        return _read_json(Path(config, "config.json"), "model config")
+    if isinstance(config, (str, Path)) and Path(config, runs.CONFIG_FILE).is_file():
+        return _read_json(Path(config, runs.CONFIG_FILE), "model config")
     raise SharingError(
         f"render_model_card got config={config!r}; expected a MiniformerConfig, the dict of a config.json, or a "
         "folder holding a config.json."
@@ -520,15 +520,15 @@ def push_run_folder(
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(model_dir).as_posix(), path_or_fileobj=str(path))
         for path in _files_to_push(model_dir)
-        if path != model_dir / "README.md"
+        if path != model_dir / runs.MODEL_CARD_FILE
     ]
-    readme = model_dir / "README.md"
+    readme = model_dir / runs.MODEL_CARD_FILE
     if readme.is_file():
         # A card rendered before the repo id was known has a placeholder in its usage snippet: fill it in.
         card_text = readme.read_text(encoding="utf-8").replace(REPO_ID_PLACEHOLDER, repo_id)
     else:
         card_text = str(render_model_card(config, run_dir=model_dir, repo_id=repo_id))
-    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode("utf-8")))
+    operations.append(CommitOperationAdd(path_in_repo=runs.MODEL_CARD_FILE, path_or_fileobj=card_text.encode("utf-8")))
 
     created_here = False
     try:
@@ -604,7 +604,7 @@ def push_model(
             runs.write_json(Path(folder, runs.METRICS_FILE), dict(metrics))
         card = render_model_card(model.config, metrics=metrics, repo_id=repo_id,
                                  num_parameters=model.num_parameters())
-        card.save(str(Path(folder, "README.md")))
+        card.save(str(Path(folder, runs.MODEL_CARD_FILE)))
         return push_run_folder(folder, repo_id, private=private, revision=revision, token=token,
                                commit_message=commit_message or "Upload Miniformer model")
 

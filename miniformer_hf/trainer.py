@@ -57,7 +57,7 @@ from .callbacks import (
     NonFiniteTrainingError,
     TrainingClock,
     TrainingClockCallback,
-    check_finite_weights,
+    check_training_weights,
 )
 from .distributed import enable_fsdp_on_cpu, launched_on_cpu_only, plain_model, unsharded_class
 from .generation import _length_over_input, generate_texts
@@ -205,7 +205,7 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
 
     def _save_checkpoint(self, model, trial):
         # A checkpoint is only ever written from finite weights, so the last one on disk is a good one.
-        check_finite_weights(self.model, self.state.global_step, "when its checkpoint was due")
+        check_training_weights(self.model, step=self.state.global_step, when="when its checkpoint was due")
         run_dir = self._get_output_dir(trial=trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staging_root = os.path.join(run_dir, STAGING_DIR)

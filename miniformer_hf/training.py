@@ -32,9 +32,10 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import TrainerState, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 
 from . import run_report, runs
-from .callbacks import NonFiniteCheck, NonFiniteTrainingError, TrainingClockCallback, check_finite_weights, saved_training_seconds
+from .callbacks import NonFiniteCheck, NonFiniteTrainingError, TrainingClockCallback, check_training_weights, saved_training_seconds
 from .distributed import distributed_state, gathered_model, unsharded_class
 from .generation import check_generation_inputs, generate_texts, generate_texts_with_cuts, token_lengths
 from .metrics import Seq2SeqMetrics, character_error_rate, compute_text_metrics, edit_distance, exact_match
@@ -122,10 +123,14 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     """
     started = time.perf_counter()
     options = resolve(options, **overrides)  # the recipe, every check and the defaults, once (options.py)
+    recorded = options.to_dict()  # the option values run_arguments.json and metrics.json record
     sizes = model_sizes(options)
     thread_chooser = _set_threads(options.threads)
     task_name = _task_name(options)
-    folder = _run_folder(options)
+    folder = _run_folder(
+        output_dir=options.output_dir, task_name=task_name, resume=options.resume, overwrite=options.overwrite,
+        recorded=recorded,
+    )  # fmt: skip
     data, tokenizer_texts, fingerprint = _load_data(options)  # DataError surfaces here, before anything is written
     if folder.resume_from is not None:
         _check_resume_data(folder.resume_from, fingerprint)
@@ -147,12 +152,12 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
     # Folders this run creates above the staging folder (runs/ for runs/dates), removed again on a failed start.
     new_parents = [parent for parent in staging.parents if not parent.exists()]
     if is_main:
-        _prepare_staging(options, folder.output_dir, staging, lock)
+        _prepare_staging(resume=options.resume, output_dir=folder.output_dir, staging=staging, lock=lock)
     try:
         resuming = options.resume and last_complete_checkpoint(staging / CHECKPOINTS) is not None
         tokenizer = _make_tokenizer(
             texts=tokenizer_texts, kind=options.tokenizer, vocab_size=options.vocab_size, staging=staging,
-            reuse=resuming, run_arguments={**options.to_dict(), "data_fingerprint": fingerprint},
+            reuse=resuming, run_arguments={**recorded, "data_fingerprint": fingerprint},
             is_main=is_main, distributed=distributed,
         )  # fmt: skip
         model, config, finished_checkpoint = _make_model(
@@ -169,8 +174,9 @@ def run_training(options: TrainingRunOptions | None = None, **overrides) -> Trai
             started=started,
         )  # fmt: skip
         result = _finish(
-            fitted=fitted, options=options, data=data, config=config, sizes=sizes, task_name=task_name,
-            fingerprint=fingerprint, folder=folder, started=started, is_main=is_main,
+            fitted=fitted, recorded=recorded, visualize=not options.no_visualize,
+            num_train=None if options.streaming else len(data["train"]), config=config, sizes=sizes,
+            task_name=task_name, fingerprint=fingerprint, folder=folder, started=started, is_main=is_main,
         )  # fmt: skip
     except BaseException as error:
         if is_main:
@@ -209,16 +215,16 @@ def _task_name(options: TrainingRunOptions) -> str:
     return options.task or DEFAULTS["task"]
 
 
-def _run_folder(options: TrainingRunOptions) -> _RunFolder:
-    """The run's folders, checked: ``--overwrite`` and ``--resume`` rules, a live run's lock."""
-    default = Path("runs") / _task_name(options)
-    output_dir = runs.resolve_output_dir(default if options.output_dir is None else options.output_dir)
+def _run_folder(*, output_dir: str | None, task_name: str, resume: bool, overwrite: bool, recorded: dict) -> _RunFolder:
+    """The run's folders, checked: ``--overwrite`` and ``--resume`` rules (a resumed run's recorded
+    options against ``recorded``), a live run's lock."""
+    output_dir = runs.resolve_output_dir(Path("runs") / task_name if output_dir is None else output_dir)
     staging = runs.staging_folder(output_dir)
-    runs.check_output_folder(options, output_dir, staging)
-    if not options.resume:
+    runs.check_destination(output_dir, staging, resume=resume, overwrite=overwrite)
+    if not resume:
         return _RunFolder(output_dir, staging, None)
     resume_from = staging if runs.has_checkpoint(staging) else output_dir
-    runs.check_resume_options(options, resume_from)
+    runs.check_resume_options(resume_from, current=recorded)
     return _RunFolder(output_dir, staging, resume_from)
 
 
@@ -341,14 +347,14 @@ def _check_resume_length(folder: _RunFolder, *, planned_steps: int, max_time: fl
         )
     output_dir = folder.output_dir
     if resume_from == output_dir and _finished_checkpoint(output_dir / CHECKPOINTS, planned_steps, max_time):
-        metrics = runs.read_json(output_dir / "metrics.json") if (output_dir / "metrics.json").is_file() else {}
+        metrics = runs.read_json(output_dir / runs.METRICS_FILE) if (output_dir / runs.METRICS_FILE).is_file() else {}
         logger.info("%s already finished its training; nothing to do.", output_dir)
         return TrainingRunResult(output_dir, metrics, already_finished=True)
     return None
 
 
 def _checkpoint_state(checkpoint: str) -> TrainerState:
-    return TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+    return TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
 
 
 def _finished_checkpoint(checkpoints: Path, planned_steps: int, max_time: float | None) -> str | None:
@@ -365,12 +371,12 @@ def _finished_checkpoint(checkpoints: Path, planned_steps: int, max_time: float 
     return None
 
 
-def _prepare_staging(options: TrainingRunOptions, output_dir: Path, staging: Path, lock: runs.RunLock) -> None:
+def _prepare_staging(*, resume: bool, output_dir: Path, staging: Path, lock: runs.RunLock) -> None:
     """Create (or reuse, when resuming) the staging folder and take its lock."""
-    if staging.is_dir() and not (options.resume and runs.has_checkpoint(staging)):
+    if staging.is_dir() and not (resume and runs.has_checkpoint(staging)):
         # Nobody holds its lock (checked before): an abandoned start, or --overwrite starting over.
         shutil.rmtree(staging)
-    if options.resume and not staging.is_dir():
+    if resume and not staging.is_dir():
         # Continue a finished run without touching it until the end.
         shutil.copytree(output_dir, staging, ignore=shutil.ignore_patterns(runs.LOCK_FILE))
     staging.mkdir(parents=True, exist_ok=True)
@@ -398,8 +404,8 @@ def _explained(error: BaseException, staging: Path) -> BaseException:
     if isinstance(error, KeyboardInterrupt):
         hint = "rerun the same command with --resume" if checkpoint else "rerun the same command to start again"
         return RunInterrupted(f"interrupted; {kept.split(' (rerun')[0]}: {hint}.")
-    if runs.disk_full(error) or "No space left" in str(error) or "StorageFull" in str(error):
-        return RunError(f"no space left on the device while writing {staging}; {kept}. Free some space first.")
+    if runs.disk_full(error):  # OSError ENOSPC, torch.save's "file write failed", safetensors' message
+        return runs.explain_os_error(error, kept=f"{kept}; nothing was published")
     return error
 
 
@@ -418,7 +424,7 @@ def _make_tokenizer(*, texts, kind, vocab_size, staging: Path, reuse: bool, run_
 
     from .tokenization import train_tokenizer
 
-    if is_main and not (reuse and (staging / "tokenizer.json").is_file()):
+    if is_main and not (reuse and (staging / runs.TOKENIZER_FILES[0]).is_file()):
         kind_kwargs = {"vocab_size": vocab_size} if kind == "bpe" else {}
         try:
             tokenizer = train_tokenizer(texts, kind=kind, **kind_kwargs)
@@ -555,7 +561,7 @@ def _fit(*, model, tokenizer, train, evaluation: Dataset, test: Dataset, trainer
             predictions = generate_texts(current_model, tokenizer, test["source"], batch_size=256)
             return {"exact_match": compute_text_metrics(predictions, test["target"])["exact_match"]}
 
-        clock = TrainingClockCallback(eval_at_seconds, test_exact_match, path=staging / "metrics_by_time.json")
+        clock = TrainingClockCallback(eval_at_seconds, test_exact_match, path=staging / runs.METRICS_BY_TIME_FILE)
         callbacks.append(clock)
     trainer = TransformerTrainer(
         model, tokenizer, output_dir=staging / CHECKPOINTS, callbacks=callbacks, thread_chooser=thread_chooser,
@@ -620,15 +626,16 @@ def _checkpoint_folders(checkpoints: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _finish(*, fitted: _Fitted, options: TrainingRunOptions, data, config, sizes: dict, task_name: str,
-            fingerprint: str, folder: _RunFolder, started: float, is_main: bool) -> TrainingRunResult:  # fmt: skip
-    """Evaluate, write the run folder's files into the staging folder, and publish it."""
+def _finish(*, fitted: _Fitted, recorded: dict, visualize: bool, num_train: int | None, config, sizes: dict,
+            task_name: str, fingerprint: str, folder: _RunFolder, started: float, is_main: bool) -> TrainingRunResult:  # fmt: skip
+    """Evaluate, write the run folder's files into the staging folder, and publish it (``recorded``: the
+    option values metrics.json records, `run_report.run_metrics`)."""
     trainer, model, staging = fitted.trainer, fitted.model, folder.staging
     final_validation = trainer.evaluate(fitted.evaluation, metric_key_prefix="validation")
     final_test = trainer.evaluate(fitted.test, metric_key_prefix="test")
     metrics = run_report.run_metrics(
-        fitted=fitted, options=options, final_validation=final_validation, final_test=final_test, sizes=sizes,
-        task_name=task_name, fingerprint=fingerprint, num_train=None if options.streaming else len(data["train"]),
+        fitted=fitted, recorded=recorded, final_validation=final_validation, final_test=final_test, sizes=sizes,
+        task_name=task_name, fingerprint=fingerprint, num_train=num_train,
     )  # fmt: skip
     state = trainer.hf_trainer.state
     if unsharded_class(model) is not None:
@@ -639,16 +646,16 @@ def _finish(*, fitted: _Fitted, options: TrainingRunOptions, data, config, sizes
     if not is_main:
         return TrainingRunResult(folder.output_dir, metrics)
 
-    check_finite_weights(model, state.global_step, "at the end of training")  # never publish a NaN model
+    check_training_weights(model, step=state.global_step, when="at the end of training")  # never publish a NaN model
     trainer.save_model(staging)  # safetensors, config (auto_map), code files, generation config, tokenizer
     runs.write_weights_checksum(staging)
-    runs.write_json(staging / "log_history.json", state.log_history)
-    run_report.write_loss_curve(state.log_history, staging / "loss_curve.png")
-    if not options.no_visualize:
-        metrics["attention"] = run_report.visualize_attention(model, trainer.tokenizer, fitted.test[0], staging / "attention", trainer.max_new_tokens)
+    runs.write_json(staging / runs.LOG_HISTORY_FILE, state.log_history)
+    run_report.write_loss_curve(state.log_history, staging / runs.LOSS_CURVE_FILE)
+    if visualize:
+        metrics["attention"] = run_report.visualize_attention(model, trainer.tokenizer, fitted.test[0], staging / runs.ATTENTION_DIR, trainer.max_new_tokens)
     metrics["training_wall_seconds"] = fitted.training_wall_seconds
     metrics["wall_seconds"] = time.perf_counter() - started
-    runs.write_json(staging / "metrics.json", metrics)
+    runs.write_json(staging / runs.METRICS_FILE, metrics)
     run_report.write_model_card(staging, config, metrics, model.num_parameters())
     runs.publish_folder(staging, folder.output_dir)
     (folder.output_dir / runs.LOCK_FILE).unlink(missing_ok=True)

@@ -211,6 +211,10 @@ def test_train_writes_a_complete_run_folder(finished_run):
     assert config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_miniformer.")
     metrics = json.loads((finished_run / "metrics.json").read_text())
     assert 0.0 <= metrics["eval_exact_match"] <= 1.0 and metrics["max_steps"] == 12
+    from miniformer_hf.metrics import EVAL_METRIC_NAMES
+
+    for prefix in ("eval", "validation"):  # the schema of runs: every metric name on both splits, chrF included
+        assert all(isinstance(metrics[f"{prefix}_{name}"], float) for name in EVAL_METRIC_NAMES), sorted(metrics)
     assert os.listdir(finished_run / "attention")
     assert "Miniformer" in (finished_run / "README.md").read_text()
 

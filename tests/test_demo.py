@@ -223,11 +223,13 @@ def test_cli_demo_host_that_does_not_resolve_is_named_not_the_port(tmp_path):
 
 
 def test_a_folder_that_is_not_a_miniformer_run_is_refused_clearly(tmp_path):
-    with pytest.raises(demo.DemoError, match="no config.json, so it is not a Miniformer model"):
+    with pytest.raises(demo.DemoError, match="not a saved model folder \\(no config.json\\)"):
         demo.load_demo_model(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bart"}))
-    with pytest.raises(demo.DemoError, match="model_type='bart' model, not a Miniformer"):
+    with pytest.raises(demo.DemoError, match="model_type='bart', not 'miniformer'"):
         demo.load_demo_model(str(tmp_path))
+    with pytest.raises(demo.DemoError, match="a file, not a folder"):
+        demo.load_demo_model(str(tmp_path / "config.json"))
     with pytest.raises(demo.DemoError, match="neither an existing folder nor a valid Hub repo id|could not be downloaded"):
         demo.load_demo_model(str(tmp_path / "no" / "such" / "run"))
 
@@ -344,7 +346,7 @@ def test_cli_demo_on_a_folder_that_is_not_a_run_is_one_clear_line(tmp_path):
         capture_output=True, text=True, env=_without_package_env(tmp_path, {"PYTHONPATH": str(REPO_ROOT)}),
     )
     assert result.returncode == 1
-    assert "no config.json, so it is not a Miniformer model" in result.stderr
+    assert f"miniformer demo: error: --model {tmp_path}: not a saved model folder (no config.json)" in result.stderr
     assert "Traceback" not in result.stderr
     assert main(["demo", "--help"]) == 0
 

@@ -82,10 +82,12 @@ def test_a_malformed_checksums_file_is_one_run_error(saved_model, record):
     assert "\n" not in str(raised.value)
 
 
-def test_an_empty_checksums_record_checks_nothing(saved_model):
+def test_an_empty_checksums_record_is_refused_as_from_pretrained_refuses_it(saved_model):
     _, folder = saved_model
     (folder / runs.CHECKSUMS).write_text("{}")
-    assert runs.verify_weights(folder) is False
+    with pytest.raises(runs.RunError, match="checksums.json holds dict {}") as raised:
+        runs.verify_weights(folder)
+    assert "\n" not in str(raised.value)
 
 
 def test_a_truncated_weights_file_is_named_by_the_python_api(saved_model):

@@ -1,72 +1,55 @@
-"""Argument types shared by the subcommands: each checks one value at parse time and names what it expected.
+"""Argument types shared by the subcommands: the kinds of `miniformer_hf.option_values` (the ones the
+``train`` options table uses), so one kind of value is checked one way by every command.
 
-argparse adds the flag's name to the message (``argument --seed: -1 is negative; ...``), so a bad value is
-refused before anything is loaded or created.
+A bad value is refused at parse time in one line naming the flag (``--num-beams 0 is not positive; expected
+a positive integer``, exit code 2), before anything is loaded or created.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
+from ..option_values import POSITIVE_INTEGER, ArgumentType, Threads
 
-__all__ = [
-    "display_path",
-    "non_negative_int",
-    "positive_float",
-    "positive_int",
-    "probability",
-    "thread_count",
-]
+__all__ = ["add_generation_arguments", "add_threads_argument", "display_path", "generation_kwargs", "positive_int",
+           "thread_count"]
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected a positive integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive; expected a positive integer")
-    return value
+def positive_int(name: str) -> ArgumentType:
+    """The ``type`` of a flag taking a positive integer (``--num-beams``, ``--max-new-tokens``, ``--last``):
+    the options table's kind, so ``--num-beams 0`` is refused here as ``miniformer train`` refuses it."""
+    return ArgumentType(name, POSITIVE_INTEGER)
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; expected an integer >= 0")
-    return value
+def thread_count(name: str = "threads") -> ArgumentType:
+    """The ``type`` of ``--threads``: a positive integer this machine can use (`option_values.Threads`)."""
+    return ArgumentType(name, Threads())
 
 
-def thread_count(text: str) -> int:
-    value = positive_int(text)
-    limit = 4 * (os.cpu_count() or 1)
-    if value > limit:
-        raise argparse.ArgumentTypeError(
-            f"{value} threads is more than this machine can use ({os.cpu_count()} CPUs); expected at most {limit}"
-        )
-    return value
+def add_generation_arguments(parser, *, max_new_tokens: int | None = None) -> None:
+    """``--max-new-tokens`` and ``--num-beams`` as generate, evaluate and visualize take them; None (not
+    given) leaves the model's generation config in charge (`generation_kwargs`)."""
+    where = "the model's generation config" if max_new_tokens is None else max_new_tokens
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int("max_new_tokens"), default=max_new_tokens,
+        help=f"longest output (default: {where})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--num-beams", type=positive_int("num_beams"), default=None,
+        help="beam search width (default: the model's generation config, greedy)",
+    )  # fmt: skip
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a positive number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive; expected a positive number")
-    return value
+def generation_kwargs(args) -> dict[str, int]:
+    """``max_new_tokens`` / ``num_beams`` for ``generate`` where the command line gave them."""
+    kwargs = {}
+    if getattr(args, "max_new_tokens", None) is not None:
+        kwargs["max_new_tokens"] = args.max_new_tokens
+    if getattr(args, "num_beams", None) is not None:
+        kwargs["num_beams"] = args.num_beams
+    return kwargs
 
 
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a value in [0, 1)") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1)")
-    return value
+def add_threads_argument(parser) -> None:
+    parser.add_argument("--threads", type=thread_count(), default=1, help="CPU threads for PyTorch (default 1)")
 
 
 def display_path(path) -> str:

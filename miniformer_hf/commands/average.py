@@ -11,7 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="run folder from `miniformer train` whose checkpoints to average")
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
-        "--last", type=positive_int, default=5, metavar="N", help="average the newest N checkpoints (default 5, §6.1)"
+        "--last", type=positive_int("last"), default=5, metavar="N",
+        help="average the newest N checkpoints (default 5, §6.1)",
     )
     which.add_argument(
         "--checkpoints", nargs="+", metavar="PATH", help="average these checkpoint folders instead (oldest first)"

@@ -6,8 +6,8 @@ import json
 import time
 
 from ..errors import MiniformerError
-from .arguments import positive_int, thread_count
-from .generate import generation_kwargs, warn_about_cut_outputs
+from .arguments import add_generation_arguments, add_threads_argument, generation_kwargs, positive_int
+from .generate import warn_about_cut_outputs
 
 
 def add_arguments(parser) -> None:
@@ -27,18 +27,15 @@ def add_arguments(parser) -> None:
         "--target-column", default="target", help="column (or JSON key) holding the expected output (default: target)"
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=256, help="examples per generation batch (default 256)"
+        "--batch-size", type=positive_int("batch_size"), default=256,
+        help="examples per generation batch (default 256)",
     )
+    add_generation_arguments(parser)
     parser.add_argument(
-        "--max-new-tokens",
-        type=positive_int,
-        default=None,
-        help="longest output (default: the model's generation config)",
+        "--limit", type=positive_int("limit"), default=None, help="score only the first this many examples"
     )
-    parser.add_argument("--num-beams", type=positive_int, default=None, help="beam search width (default: greedy)")
-    parser.add_argument("--limit", type=positive_int, default=None, help="score only the first this many examples")
     parser.add_argument("--output", help="also write the metrics (and predictions) to this JSON file")
-    parser.add_argument("--threads", type=thread_count, default=1, help="CPU threads for PyTorch (default 1)")
+    add_threads_argument(parser)
 
 
 def _dataset(args):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from .arguments import positive_int, thread_count
+from .arguments import add_generation_arguments, add_threads_argument, generation_kwargs
+
+__all__ = ["add_arguments", "generation_kwargs", "run", "warn_about_cut_outputs"]
 
 
 def add_arguments(parser) -> None:
@@ -16,29 +18,8 @@ def add_arguments(parser) -> None:
         required=True,
         help="run folder from `miniformer train` (or any saved seq2seq model with its tokenizer)",
     )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=positive_int,
-        default=None,
-        help="longest output (default: the model's generation config)",
-    )
-    parser.add_argument(
-        "--num-beams",
-        type=positive_int,
-        default=None,
-        help="beam search width (default: the model's generation config, greedy)",
-    )
-    parser.add_argument("--threads", type=thread_count, default=1, help="CPU threads for PyTorch (default 1)")
-
-
-def generation_kwargs(args) -> dict[str, int]:
-    """``max_new_tokens`` / ``num_beams`` for ``generate`` where the command line gave them."""
-    kwargs = {}
-    if getattr(args, "max_new_tokens", None) is not None:
-        kwargs["max_new_tokens"] = args.max_new_tokens
-    if getattr(args, "num_beams", None) is not None:
-        kwargs["num_beams"] = args.num_beams
-    return kwargs
+    add_generation_arguments(parser)
+    add_threads_argument(parser)
 
 
 def warn_about_cut_outputs(cut: list[int], total: int, length: int | None, model) -> None:

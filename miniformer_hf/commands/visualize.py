@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import MiniformerError
-from .arguments import positive_int
+from .arguments import add_generation_arguments, generation_kwargs
 
 logger = logging.getLogger("miniformer_hf.commands.visualize")
 
@@ -15,12 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="run folder written by `miniformer train` (or any saved model)")
     parser.add_argument("--out", required=True, help="folder to write the HTML views and PNG plots into")
     parser.add_argument("--target", default=None, help="also show the model teacher-forced on this target text")
-    parser.add_argument(
-        "--max-new-tokens", type=positive_int, default=64, help="longest generated output (default 64)"
-    )
-    parser.add_argument(
-        "--num-beams", type=positive_int, default=None, help="beam size (default: the model's generation config)"
-    )
+    add_generation_arguments(parser, max_new_tokens=64)
 
 
 def run(args) -> int:
@@ -35,11 +30,9 @@ def run(args) -> int:
 
     model, tokenizer = load_run_folder(args.model, use="visualize")  # config, checksum, NaN: one clear error
     check_generation_inputs(model, tokenizer, [args.source], args.max_new_tokens)  # before anything is written
-    generate_kwargs = {} if args.num_beams is None else {"num_beams": args.num_beams}
     written = visualize_example(
-        model, tokenizer, args.source, args.out, target_text=args.target,
-        max_new_tokens=args.max_new_tokens, **generate_kwargs,
-    )  # fmt: skip
+        model, tokenizer, args.source, args.out, target_text=args.target, **generation_kwargs(args)
+    )
     for name, path in written.items():
         logger.debug("%s: %s", name, path)
     logger.info(
