@@ -320,8 +320,9 @@ class TrainOptions:
         Integer(0, "an integer in [0, 2**32 - 1]", high=2**32 - 1), group="optimisation", **_MATCH,
     )  # fmt: skip
     threads: int | None = _option(
-        None, "CPU threads for PyTorch (default: every core this process may use, at most 4; use 1 on a machine "
-        "busy with other work)", Threads(), group="optimisation",
+        None, "CPU threads for PyTorch (default: chosen by timing this process's share of the cores, at most 4, "
+        "against 1 thread, again every 250 steps and whenever steps slow down; N pins N)", Threads(),
+        group="optimisation",
     )  # fmt: skip
 
     # evaluation and output

@@ -5,7 +5,9 @@ threads make a step of the seed model about 1.2-1.4x faster than one; on a busy 
 wait for each other and the same two threads make it 1.8x slower (one busy process beside it) to 20x
 slower (load 5-10). So a run without ``--threads`` does not trust the count: `ThreadChooser` measures.
 
-At the second step, and again every ``recheck_every`` steps (the load changes), the trainer times a
+At the second step, again every ``recheck_every`` steps, and at once when the training steps run on
+many threads grow `slowdown_ratio` times slower than they were just after the last choice (another
+job has started: waiting 250 steps at 20x the step time would cost minutes), the trainer times a
 probe (the forward and backward pass of the current batch, gradients discarded, random state
 restored: the probe changes nothing in the run) alternately with `default_threads` and with one
 thread, and trains on with the faster count. A given ``--threads N`` pins N and nothing is measured.
@@ -53,6 +55,9 @@ class ThreadChooser:
 
     ``due(step)`` says whether to measure before training step ``step`` (0-based global step): at
     ``first_step`` (the first step has warmed up the allocator) and every ``recheck_every`` steps after.
+    ``observe(seconds)`` takes the duration of each training step: while ``many`` threads are in use,
+    a median of the last ``window`` steps `slowdown_ratio` times the median of the first ``window``
+    after the last choice makes the next step due at once.
     ``choose(probe, set_threads)`` runs ``probe`` once to warm up, then ``rounds`` times with each count,
     alternating (so a change in load or batch length hits both alike), and keeps the count with the
     smaller median time (``many`` on a tie). A first round that differs by ``clear_ratio`` or more
@@ -69,6 +74,8 @@ class ThreadChooser:
         first_step: int = 1,
         recheck_every: int = 250,
         clear_ratio: float = 1.5,
+        slowdown_ratio: float = 1.6,
+        window: int = 5,
         now: Callable[[], float] = time.perf_counter,
     ):
         if many < 1 or rounds < 1 or recheck_every < 1:
@@ -80,18 +87,36 @@ class ThreadChooser:
         self.clear_ratio = clear_ratio
         self.now = now
         self.threads = many
+        self.slowdown_ratio = slowdown_ratio
+        self.window = window
         self.choices: list[tuple[int, int]] = []
         self._last_step: int | None = None
+        self._step_seconds: list[float] = []  # training steps since the last choice
+        self._slowed_down = False
+
+    def observe(self, seconds: float) -> None:
+        """Record one training step's duration; a clear slowdown on many threads makes a check due."""
+        if self._last_step is None or self.threads == 1:
+            return  # one thread cannot be made slower by waiting threads; the periodic check covers a quieter machine
+        self._step_seconds.append(seconds)
+        if len(self._step_seconds) < 2 * self.window:
+            return
+        settled = statistics.median(self._step_seconds[: self.window])
+        recent = statistics.median(self._step_seconds[-self.window :])
+        if recent >= self.slowdown_ratio * settled:
+            self._slowed_down = True
 
     def due(self, step: int) -> bool:
         if self.many == 1:
             return False
         if self._last_step is None:
             return step >= self.first_step
-        return step - self._last_step >= self.recheck_every
+        return self._slowed_down or step - self._last_step >= self.recheck_every
 
     def choose(self, step: int, probe: Callable[[], None], set_threads: Callable[[int], None]) -> int:
         self._last_step = step
+        self._step_seconds.clear()
+        self._slowed_down = False
         timings: dict[int, list[float]] = {self.many: [], 1: []}
         set_threads(self.threads)
         probe()  # warm-up, not timed

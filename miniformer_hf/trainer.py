@@ -366,7 +366,10 @@ class AtomicCheckpointSeq2SeqTrainer(Seq2SeqTrainer):
             model.train()
             probe = probe_step(model, self._prepare_inputs(inputs))
             self.thread_chooser.choose(self.state.global_step, probe, torch.set_num_threads)
+        started = time.perf_counter()
         loss = super().training_step(model, inputs, *args, **kwargs)
+        if self.thread_chooser is not None:
+            self.thread_chooser.observe(time.perf_counter() - started)
         if not bool(torch.isfinite(loss).all()):
             raise NonFiniteTrainingError(self.state.global_step + 1, f"the training loss is {loss.item()}")
         return loss

@@ -75,6 +75,23 @@ def test_chooser_rechecks_as_the_load_changes():
     assert chooser.choices == [(1, 1), (101, 2)] and machine.threads == 2
 
 
+def test_a_slowdown_on_many_threads_makes_a_check_due_at_once():
+    machine = _FakeMachine({2: 0.10, 1: 0.14})
+    chooser = ThreadChooser(2, rounds=1, recheck_every=250, window=3, now=machine.clock)
+    chooser.choose(1, machine.probe, machine.set_threads)
+    for seconds in (0.10, 0.11, 0.10, 0.12, 0.10):  # ordinary jitter (batch lengths)
+        chooser.observe(seconds)
+    assert not chooser.due(7)
+    for seconds in (0.30, 0.35, 0.32):  # another job started: the steps are three times slower
+        chooser.observe(seconds)
+    assert chooser.due(9)  # long before step 251
+    machine.seconds = {2: 0.40, 1: 0.15}
+    assert chooser.choose(9, machine.probe, machine.set_threads) == 1 and not chooser.due(10)
+    for seconds in (0.15, 0.15, 0.15, 0.90, 0.90, 0.90):  # on one thread, slow steps do not trigger probes
+        chooser.observe(seconds)
+    assert not chooser.due(16) and chooser.due(259)
+
+
 def test_chooser_with_one_thread_never_measures_and_keeps_a_tie_on_many():
     assert not any(ThreadChooser(1).due(step) for step in range(1000))
     machine = _FakeMachine({3: 0.2, 1: 0.2})
