@@ -667,8 +667,8 @@ def test_stranger_loads_the_tokenizer_as_the_card_shows_without_prompt_or_warnin
 
 
 def test_card_and_readme_load_the_tokenizer_with_trust_remote_code(trained_model):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    readme = readme.split("### Sharing a checkpoint", 1)[1].split("\n## ", 1)[0]
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "sharing.md").read_text()
+    readme = readme.split("## Sharing a checkpoint", 1)[1].split("\n## ", 1)[0]
     card = str(render_model_card(trained_model.config, repo_id="alice/x"))
     for text in (readme, card):
         assert "AutoTokenizer.from_pretrained(" in text
