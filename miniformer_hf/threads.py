@@ -37,8 +37,12 @@ def default_threads() -> int:
 
     The share is the cores this process may use divided by the processes that ``torchrun`` or
     ``accelerate launch`` started on this machine (``LOCAL_WORLD_SIZE``), so two processes on two cores
-    take one thread each. More than 4 were not measured.
+    take one thread each. More than 4 were not measured. Outside such a launch, ``OMP_NUM_THREADS`` set
+    to a positive integer is the count (PyTorch's own convention), up to the cores this process may use;
+    a launcher sets it to 1 for its processes itself, so there the share applies.
     """
+    requested = os.environ.get("OMP_NUM_THREADS", "").strip()
+    launched = "LOCAL_WORLD_SIZE" in os.environ
     try:
         available = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -47,6 +51,8 @@ def default_threads() -> int:
         processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         processes = 1
+    if requested.isdigit() and int(requested) > 0 and not launched:
+        return min(int(requested), available)
     return max(1, min(available // processes, MAX_DEFAULT_THREADS))
 
 

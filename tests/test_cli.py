@@ -12,15 +12,10 @@ import sys
 
 import pytest
 
+from conftest import CLI_RUN_STEPS, cli_env, cli_train_argv
 from miniformer_hf import cli, runs
 
 COMMANDS = ("train", "generate", "evaluate", "average", "visualize", "push")
-
-
-def miniformer_command() -> list[str]:
-    """The installed console script (what a user types), or the module where it is not on PATH."""
-    executable = shutil.which("miniformer")
-    return [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
 
 
 def run(argv, capsys):
@@ -175,30 +170,11 @@ def test_evaluate_reports_bad_data_in_one_line(capsys, tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    path = folder / "pairs.jsonl"
-    letters = "abcdef"
-    with open(path, "w", encoding="utf-8") as handle:
-        for i in range(300):
-            word = "".join(letters[(i * 7 + k * 3) % 6] for k in range(3 + i % 4))
-            handle.write(json.dumps({"source": word, "target": word[::-1]}) + "\n")
-    return path
+# `cli_run` (tests/conftest.py): the session's run folder from the real `miniformer train`, 4 steps.
 
 
-@pytest.fixture(scope="module")
-def finished_run(pairs_file, tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("runs") / "reverse"
-    argv = [
-        "train", "--train-file", str(pairs_file), "--size", "tiny", "--max-steps", "12", "--batch-size", "16",
-        "--eval-steps", "6", "--eval-samples", "20", "--output-dir", str(output_dir), "--quiet",
-    ]  # fmt: skip
-    assert cli.main(argv) == 0
-    return output_dir
-
-
-def test_train_writes_a_complete_run_folder(finished_run):
+def test_train_writes_a_complete_run_folder(cli_run):
+    finished_run = cli_run
     names = set(os.listdir(finished_run))
     expected = {
         "model.safetensors", "config.json", "configuration_miniformer.py", "modeling_miniformer.py",
@@ -210,7 +186,7 @@ def test_train_writes_a_complete_run_folder(finished_run):
     config = json.loads((finished_run / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_miniformer.")
     metrics = json.loads((finished_run / "metrics.json").read_text())
-    assert 0.0 <= metrics["eval_exact_match"] <= 1.0 and metrics["max_steps"] == 12
+    assert 0.0 <= metrics["eval_exact_match"] <= 1.0 and metrics["max_steps"] == CLI_RUN_STEPS
     from miniformer_hf.metrics import EVAL_METRIC_NAMES
 
     for prefix in ("eval", "validation"):  # the schema of runs: every metric name on both splits, chrF included
@@ -219,8 +195,9 @@ def test_train_writes_a_complete_run_folder(finished_run):
     assert "Miniformer" in (finished_run / "README.md").read_text()
 
 
-def test_generate_and_evaluate_use_the_run_folder(finished_run, pairs_file, capsys, tmp_path):
-    code, out, _ = run(["generate", "--model", str(finished_run), "abc", "fed"], capsys)
+def test_generate_and_evaluate_use_the_run_folder(cli_run, pairs_file, capsys, tmp_path):
+    finished_run = cli_run
+    code, out, _ = run(["generate", "--model", str(finished_run), "a b c", "f e d"], capsys)
     assert code == 0 and len(out.splitlines()) == 2
 
     report = tmp_path / "report.json"
@@ -234,17 +211,15 @@ def test_generate_and_evaluate_use_the_run_folder(finished_run, pairs_file, caps
     assert len(json.loads(report.read_text())["predictions"]) == 30
 
 
-def test_resume_a_finished_run_trains_further_and_replaces_it_only_at_the_end(finished_run, pairs_file, capsys):
-    argv = [
-        "train", "--train-file", str(pairs_file), "--size", "tiny", "--max-steps", "18", "--batch-size", "16",
-        "--eval-steps", "6", "--eval-samples", "20", "--output-dir", str(finished_run), "--quiet", "--resume",
-        "--no-visualize",
-    ]  # fmt: skip
+def test_resume_a_finished_run_trains_further_and_replaces_it_only_at_the_end(cli_run_copy, pairs_file, capsys):
+    finished_run = cli_run_copy
+    argv = [*cli_train_argv(pairs_file, finished_run, steps=CLI_RUN_STEPS + 2), "--no-visualize", "--resume"]
     code, _, err = run(argv, capsys)
     assert code == 0, err
     metrics = json.loads((finished_run / "metrics.json").read_text())
-    assert metrics["max_steps"] == 18
-    assert sorted(os.listdir(finished_run / "checkpoints")) == ["checkpoint-18"]
+    assert metrics["max_steps"] == CLI_RUN_STEPS + 2
+    steps = (CLI_RUN_STEPS, CLI_RUN_STEPS + 2)  # --average-last 2 keeps the last two, the older ones go
+    assert sorted(os.listdir(finished_run / "checkpoints")) == [f"checkpoint-{step}" for step in steps]
 
     different = [*argv[:-2], "--size", "seed", "--resume"]
     code, _, err = run(different, capsys)
@@ -259,15 +234,15 @@ def test_a_killed_run_is_refused_without_resume_and_finishes_with_it(tmp_path):
     output_dir = tmp_path / "run"
     staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
     argv = [
-        sys.executable, "-m", "miniformer_hf.cli", "train", "--task", "copy", "--size", "tiny", "--num-train", "2000",
-        "--max-steps", "200", "--eval-steps", "40", "--eval-samples", "50", "--output-dir", str(output_dir),
+        sys.executable, "-m", "miniformer_hf.cli", "train", "--task", "copy", "--size", "tiny", "--num-train", "500",
+        "--max-steps", "80", "--eval-steps", "20", "--eval-samples", "20", "--output-dir", str(output_dir),
         "--quiet", "--no-visualize",
     ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = cli_env()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while process.poll() is None and time.time() < deadline:
-        if (staging / "checkpoints" / "checkpoint-40").is_dir():
+        if (staging / "checkpoints" / "checkpoint-20").is_dir():
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
@@ -279,7 +254,7 @@ def test_a_killed_run_is_refused_without_resume_and_finishes_with_it(tmp_path):
 
     resumed = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 200
+    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 80
     assert not staging.exists()
 
 
@@ -313,34 +288,14 @@ def test_the_cli_lists_the_tasks_tokenizers_and_schedules_the_library_has():
     assert sorted(runs.TOKENIZER_KINDS) == sorted(TOKENIZER_KINDS)
 
 
-def test_quiet_prints_only_the_final_summary(pairs_file, tmp_path):
-    output_dir = tmp_path / "run"
-    argv = [
-        *miniformer_command(), "train", "--train-file", str(pairs_file), "--size", "tiny", "--max-steps", "4",
-        "--batch-size", "16", "--eval-steps", "2", "--logging-steps", "1", "--eval-samples", "8",
-        "--output-dir", str(output_dir), "--no-visualize", "--quiet",
-    ]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def test_quiet_prints_only_the_final_summary(cli_run_process, cli_run):
+    result = cli_run_process  # `miniformer train ... --logging-steps 1 --quiet`, 4 steps (tests/conftest.py)
+    output_dir = cli_run
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"Run folder: {output_dir}"
-    assert len(result.stdout.splitlines()) == 3 and "Steps: 4" in result.stdout
+    assert len(result.stdout.splitlines()) == 3 and f"Steps: {CLI_RUN_STEPS}" in result.stdout
     assert "{" not in result.stdout + result.stderr  # no metric dictionaries
     assert "shards" not in result.stderr and "%|" not in result.stderr, result.stderr  # no progress bars
-
-
-def test_default_threads_share_the_cores_among_launched_processes(monkeypatch):
-    from miniformer_hf import runs
-
-    monkeypatch.setattr(runs.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert runs.default_threads() == runs.MAX_DEFAULT_THREADS  # 8 cores, capped
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert runs.default_threads() == 2  # accelerate launch / torchrun with 4 local processes
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
-    assert runs.default_threads() == 1  # never zero
-    monkeypatch.setattr(runs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert runs.default_threads() == 1  # two processes on two cores: one thread each
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,14 +3,12 @@ the Space it writes, and the clear errors. The real-browser test of the page is 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -24,37 +22,11 @@ pytest.importorskip("gradio", reason='the demo extra is not installed: pip insta
 from miniformer_hf import demo  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAINING_STEPS = 400  # about 30 s on one CPU thread; enough for most held-out dates to come out right
-
-
-@functools.lru_cache(maxsize=1)
-def trained_date_run() -> Path:
-    """A seed-width Miniformer trained briefly on the date task, saved as a run folder (once per session)."""
-    from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, TransformerTrainer
-    from miniformer_hf.data import load_task
-    from miniformer_hf.tokenization import train_char_tokenizer
-
-    folder = Path(tempfile.mkdtemp(prefix="miniformer-demo-run-"))
-    data = load_task("dates", num_train=5000, seed=0)
-    tokenizer = train_char_tokenizer(list(data["train"]["source"]) + list(data["train"]["target"]))
-    torch.manual_seed(0)
-    config = MiniformerConfig(vocab_size=len(tokenizer), d_model=64, n_heads=4, n_layers=2, d_ff=128, dropout=0.0)
-    model = MiniformerForConditionalGeneration(config)
-    trainer = TransformerTrainer(
-        model, tokenizer, learning_rate=3e-3, batch_size=64, schedule="inverse_sqrt", warmup_steps=50,
-        output_dir=folder / "checkpoints", save_strategy="no", disable_tqdm=True, logging_steps=1000, report_to=[],
-    )
-    trainer.train(data["train"], max_steps=TRAINING_STEPS)
-    model.generation_config.max_new_tokens = 16
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "run_arguments.json").write_text(json.dumps({"task": "dates", "seed": 0}), encoding="utf-8")
-    return folder
 
 
 @pytest.fixture(scope="module")
-def run_folder() -> Path:
-    return trained_date_run()
+def run_folder(date_run) -> Path:
+    return date_run  # tests/conftest.py: the briefly trained date model, built once per session
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import pytest
 
 pytest.importorskip("gradio", reason='the demo extra is not installed: pip install -e ".[demo]"')
 
-from test_demo import trained_date_run  # noqa: E402  (the briefly trained date model, built once per session)
 import test_visualization_browser as browser_test  # noqa: E402
 from test_visualization_browser import DevToolsPipe, OpenedPage  # noqa: E402
 
@@ -120,8 +119,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def served():
-    demo_model = demo.load_demo_model(str(trained_date_run()))
+def served(date_run):
+    demo_model = demo.load_demo_model(str(date_run))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -171,10 +170,10 @@ def test_learner_types_a_date_and_sees_output_alignment_and_heads_offline(browse
     assert all(re.match(rf"({re.escape(url.rstrip('/'))}|ws://127\.0\.0\.1|data:|blob:|about:)", u) for u in page.all_requests)
 
 
-def test_the_recorder_catches_a_page_that_reaches_outside(browser):
+def test_the_recorder_catches_a_page_that_reaches_outside(browser, date_run):
     """The control: the same page with a Google-hosted font must be caught asking fonts.googleapis.com."""
     gr = demo.import_gradio()
-    demo_model = demo.load_demo_model(str(trained_date_run()))
+    demo_model = demo.load_demo_model(str(date_run))
     app = demo.build_app(demo_model)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

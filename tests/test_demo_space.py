@@ -16,13 +16,13 @@ pytest.importorskip("gradio", reason='the demo extra is not installed: pip insta
 from miniformer_hf import demo, demo_space  # noqa: E402
 from miniformer_hf.demo import DemoError  # noqa: E402
 from test_demo import (  # noqa: E402  (one trained run per session, shared with test_demo.py)
-    REPO_ROOT, _free_port, _wait_for_url, _without_package_env, call_predict, trained_date_run,
+    REPO_ROOT, _free_port, _wait_for_url, _without_package_env, call_predict,
 )
 
 
 @pytest.fixture(scope="module")
-def run_folder() -> Path:
-    return trained_date_run()
+def run_folder(date_run) -> Path:
+    return date_run  # tests/conftest.py: one trained date model per session
 
 
 def test_space_checks_refuse_an_empty_folder_and_a_local_path(tmp_path):

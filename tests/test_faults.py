@@ -19,9 +19,10 @@ import sys
 
 import pytest
 
+from conftest import CLI_RUN_STEPS, cli_env, cli_train_argv, write_reverse_pairs
 from miniformer_hf import cli, runs
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = cli_env()
 
 
 def miniformer(*argv, cwd=None) -> subprocess.CompletedProcess:
@@ -55,48 +56,29 @@ def tree(folder) -> dict[str, str]:
 
 
 def write_pairs(path, count=120, extra=None):
-    letters = "abcdef"
-    with open(path, "w", encoding="utf-8") as handle:
-        for i in range(count):
-            word = " ".join(letters[(i * 7 + k * 3) % 6] for k in range(3 + i % 4))
-            row = {"source": word, "target": word[::-1]}
-            if extra is not None and i == 2:
-                row = extra
-            handle.write(json.dumps(row) + "\n")
-    return path
+    return write_reverse_pairs(path, count=count, extra=extra)
 
 
-def train_argv(data_file, output_dir, steps=4):
-    return [
-        "train", "--train-file", data_file, "--size", "tiny", "--max-steps", steps, "--batch-size", 16,
-        "--eval-steps", 2, "--eval-samples", 8, "--output-dir", output_dir, "--quiet", "--no-visualize",
-    ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("faults")
-
-
-@pytest.fixture(scope="module")
-def pairs(workspace):
-    return write_pairs(workspace / "pairs.jsonl")
-
-
-@pytest.fixture(scope="module")
-def finished(workspace, pairs):
-    """A run folder from the real command, uninterrupted."""
-    output_dir = workspace / "finished"
-    result = miniformer(*train_argv(pairs, output_dir))
-    assert result.returncode == 0, result.stderr
-    return output_dir
+def train_argv(data_file, output_dir, steps=CLI_RUN_STEPS):
+    """The session run's `miniformer train` arguments (conftest.cli_train_argv) for ``output_dir``,
+    without attention views (not compared on --resume)."""
+    return [*cli_train_argv(data_file, output_dir, steps=steps), "--no-visualize"]
 
 
 @pytest.fixture
-def run_copy(finished, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    return copy
+def pairs(pairs_file):
+    return pairs_file  # the data of `cli_run`, the session's run folder (tests/conftest.py)
+
+
+@pytest.fixture
+def finished(cli_run):
+    """A run folder from the real command, uninterrupted (read only): 4 steps, checkpoint-2 and checkpoint-4."""
+    return cli_run
+
+
+@pytest.fixture
+def run_copy(cli_run_copy):
+    return cli_run_copy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,14 +110,15 @@ def test_overwrite_refuses_a_plain_file_and_the_current_folder(pairs, tmp_path, 
     assert sorted(os.listdir(tmp_path)) == ["afile"]
 
 
-def test_resume_on_a_finished_run_changes_nothing(finished, pairs):
+def test_resume_on_a_finished_run_changes_nothing(run_copy, pairs, capsys):
+    finished = run_copy
     before = tree(finished)
     result = miniformer(*train_argv(pairs, finished), "--resume")
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout
     assert tree(finished) == before
-    fewer = miniformer(*train_argv(pairs, finished, steps=2), "--resume")
-    assert fewer.returncode == 2 and "already done 4" in one_line(fewer.stderr)
+    code, _, err = in_process(capsys, *train_argv(pairs, finished, steps=2), "--resume")  # refused before any work
+    assert code == 2 and f"already done {CLI_RUN_STEPS}" in one_line(err)
     assert tree(finished) == before
     assert not os.path.exists(str(finished) + runs.INCOMPLETE_SUFFIX)
 
@@ -372,14 +355,14 @@ def test_visualize_on_a_folder_without_config(tmp_path, capsys):
     assert code == 1 and "no config.json" in one_line(err)
 
 
-def test_generate_checks_lengths_and_empty_text_before_generating(finished, capsys):
+def test_generate_checks_lengths_and_empty_text_before_generating(finished, capsys, tmp_path):
     code, out, err = in_process(capsys, "generate", "--model", finished, "--max-new-tokens", "2000", "a b c")
     line = one_line(err)
     assert code == 1 and out == "" and "positional table" in line and "1024" in line
     assert "Shorten the input" not in line
     code, out, err = in_process(capsys, "generate", "--model", finished, "")
     assert code == 1 and out == "" and "empty" in one_line(err)
-    views = finished.parent / "views"
+    views = tmp_path / "views"
     code, _, err = in_process(capsys, "visualize", "--model", finished, "", "--out", views)
     assert code == 1 and "empty" in one_line(err)
     code, _, err = in_process(capsys, "visualize", "--model", finished, "a b", "--out", views, "--max-new-tokens", 2000)
@@ -421,13 +404,11 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes(pairs, tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def two_checkpoints(workspace, pairs):
-    """A run of the real command that keeps its last two checkpoints (checkpoint-2, checkpoint-4)."""
-    output_dir = workspace / "two-checkpoints"
-    result = miniformer(*train_argv(pairs, output_dir), "--average-last", "2")
-    assert result.returncode == 0, result.stderr
-    return output_dir
+@pytest.fixture
+def two_checkpoints(cli_run):
+    """A run of the real command that keeps its last two checkpoints (checkpoint-2, checkpoint-4). Read only."""
+    assert sorted(os.listdir(cli_run / runs.CHECKPOINTS)) == ["checkpoint-2", "checkpoint-4"]
+    return cli_run
 
 
 def test_average_in_a_fresh_process_loads_its_own_checkpoints_without_a_prompt(two_checkpoints, tmp_path):
@@ -441,7 +422,7 @@ def test_average_in_a_fresh_process_loads_its_own_checkpoints_without_a_prompt(t
     assert "trust_remote_code" not in result.stderr and (tmp_path / "avg" / "model.safetensors").is_file()
 
 
-def test_average_refuses_a_live_training_run_and_touches_nothing(two_checkpoints, pairs, tmp_path):
+def test_average_refuses_a_live_training_run_and_touches_nothing(two_checkpoints, pairs, tmp_path, capsys):
     # 23.1: a live `miniformer train --output-dir X` holds the lock of X.incomplete.
     import signal
     import time
@@ -456,9 +437,11 @@ def test_average_refuses_a_live_training_run_and_touches_nothing(two_checkpoints
             time.sleep(0.05)
         assert runs.live_run_pid(staging) == str(training.pid)
         for flag in ([], ["--overwrite"]):
-            result = miniformer("average", "--model", two_checkpoints, "--last", "2", "--output-dir", output_dir, *flag)
-            line = one_line(result.stderr)
-            assert result.returncode == 1 and f"PID {training.pid}" in line, line
+            # This process asks; the lock is held by the real training process beside it.
+            code, _, err = in_process(capsys, "average", "--model", two_checkpoints, "--last", "2", "--output-dir",
+                                      output_dir, *flag)  # fmt: skip
+            line = one_line(err)
+            assert code == 1 and f"PID {training.pid}" in line, line
             assert not output_dir.exists() and runs.live_run_pid(staging) == str(training.pid)
             assert (staging / runs.RUN_ARGUMENTS).is_file() or (staging / "tokenizer.json").is_file()
     finally:

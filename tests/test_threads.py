@@ -35,10 +35,31 @@ class _FakeMachine:
 def test_default_threads_share_the_cores_among_launched_processes(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert default_threads() == MAX_DEFAULT_THREADS
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert default_threads() == MAX_DEFAULT_THREADS  # 8 cores, capped
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert default_threads() == 2  # accelerate launch / torchrun with 4 local processes
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
     assert default_threads() == 1  # never zero
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert default_threads() == 1  # two processes on two cores: one thread each
     assert runs.default_threads is default_threads  # still importable from runs
+
+
+@pytest.mark.parametrize(
+    "value, launched, expected",
+    [("1", None, 1), ("3", None, 3), ("64", None, 8), ("0", None, 4), ("two", None, 4), ("", None, 4), ("1", "2", 4)],
+)
+def test_default_threads_honour_omp_num_threads_outside_a_launch(monkeypatch, value, launched, expected):
+    # OMP_NUM_THREADS=1 (the test suite's setting) means one thread; a launcher's own 1 does not override the share.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    if launched is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", launched)
+    assert default_threads() == expected
 
 
 def test_chooser_keeps_many_threads_on_a_quiet_machine_and_one_on_a_busy_one():

@@ -1,5 +1,5 @@
 """Tests for miniformer_hf.training: the `miniformer train` pipeline as a function (run_training), its
-time limit with resume after a real SIGKILL, the token budget, streaming resume and the run folder's plots."""
+time limit with resume after a real SIGKILL, the token budget, streaming resume and the generation config it ships."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import pytest
 
 from miniformer_hf import runs
 from miniformer_hf.errors import MiniformerError
-from miniformer_hf.metrics import character_error_rate, compute_text_metrics, edit_distance, exact_match
 from miniformer_hf.options import OptionError
 from miniformer_hf.runs import RunError, TrainingRunOptions
 from miniformer_hf.training import (
@@ -35,23 +34,6 @@ def test_the_pipeline_keeps_exporting_the_names_others_import():
     assert TransformerTrainer is trainer.TransformerTrainer and paper_learning_rate is trainer.paper_learning_rate
     assert STAGING_DIR == trainer.STAGING_DIR and issubclass(NonFiniteTrainingError, RunError)
     assert TrainingRunResult.__dataclass_fields__.keys() >= {"output_dir", "metrics", "already_finished"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics
-# ---------------------------------------------------------------------------------------------
-
-
-def test_text_metrics():
-    assert (
-        edit_distance("kitten", "sitting") == 3 and edit_distance("", "abc") == 3 and edit_distance("abc", "abc") == 0
-    )
-    assert exact_match(["1998-03-03", "x"], ["1998-03-03", "y"]) == 0.5
-    assert character_error_rate(["abcd"], ["abce"]) == pytest.approx(0.25)
-    metrics = compute_text_metrics(["the cat sat on the mat"], ["the cat sat on the mat"])
-    assert metrics["exact_match"] == 1.0 and metrics["cer"] == 0.0 and metrics["bleu"] == pytest.approx(100.0)
-    with pytest.raises(ValueError, match="one prediction per reference"):
-        compute_text_metrics(["a"], [])
 
 
 def test_run_training_is_the_command_as_a_function(tmp_path):
@@ -178,20 +160,8 @@ def test_a_streaming_run_refuses_to_resume_on_changed_data(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The run folder's loss curve and the generation config it ships
+# The generation config the run folder ships (the loss curve: test_run_report.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def test_loss_curve_has_a_learning_rate_panel():
-    from miniformer_hf.run_report import loss_curve_figure
-
-    log = [{"step": 10, "loss": 3.0, "learning_rate": 1e-3}, {"step": 20, "loss": 2.0, "learning_rate": 5e-4},
-           {"step": 20, "eval_loss": 2.1, "eval_exact_match": 0.4}]  # fmt: skip
-    figure = loss_curve_figure(log)
-    rate_axes = [axes for axes in figure.axes if axes.get_ylabel() == "learning rate"]
-    assert len(rate_axes) == 1
-    assert [list(line.get_ydata()) for line in rate_axes[0].get_lines()] == [[1e-3, 5e-4]]
-    assert {axes.get_ylabel() for axes in figure.axes} >= {"cross-entropy", "exact match", "learning rate"}
 
 
 def test_the_trained_model_generates_without_length_warnings(tmp_path):
