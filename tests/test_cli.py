@@ -351,3 +351,20 @@ def test_quiet_is_accepted_by_every_command(command, capsys, tmp_path):
     code, _, err = run([command, "-q", *required], capsys)
     assert code == 1 and "usage" not in err, err  # past the parser: the missing folder is the (one-line) error
     one_error_line(err)
+
+
+def test_generate_and_visualize_print_no_library_warning_for_a_trained_run(cli_run, tmp_path):
+    # issue 21/22: a folder written by `miniformer train` generates and visualizes with no transformers warning
+    # (a UserWarning is an error here; the generation config holds max_new_tokens, not max_length).
+    commands = {
+        "generate": ["generate", "--model", str(cli_run), "a b c", "--max-new-tokens", "6"],
+        "visualize": ["visualize", "--model", str(cli_run), "a b c", "--out", str(tmp_path / "views"),
+                      "--max-new-tokens", "6"],
+    }  # fmt: skip
+    for name, arguments in commands.items():
+        completed = subprocess.run([sys.executable, "-W", "error::UserWarning", "-m", "miniformer_hf.cli", *arguments],
+                                   env=cli_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert completed.returncode == 0, (name, completed.stderr[-2000:])
+        library_lines = [line for line in completed.stderr.splitlines()
+                         if line.strip() and not line.startswith("miniformer: warning:")]  # our own cut-output notice
+        assert not library_lines, (name, library_lines)
