@@ -5,7 +5,7 @@ threads make a step of the seed model about 1.2-1.4x faster than one; on a busy 
 wait for each other and the same two threads make it 1.8x slower (one busy process beside it) to 20x
 slower (load 5-10). So a run without ``--threads`` does not trust the count: `ThreadChooser` measures.
 
-At the second step, again every ``recheck_every`` steps, and at once when the training steps run on
+At the sixth step, again every ``recheck_every`` steps, and at once when the training steps run on
 many threads grow `slowdown_ratio` times slower than they were just after the last choice (another
 job has started: waiting 250 steps at 20x the step time would cost minutes), the trainer times a
 probe (the forward and backward pass of the current batch, gradients discarded, random state
@@ -60,7 +60,8 @@ class ThreadChooser:
     """Choose between ``many`` threads and one by timing a probe with each.
 
     ``due(step)`` says whether to measure before training step ``step`` (0-based global step): at
-    ``first_step`` (the first step has warmed up the allocator) and every ``recheck_every`` steps after.
+    ``first_step`` (the first steps have warmed up the allocator and the thread pool: one probe at step 1 once
+    chose one thread on a quiet machine and kept it for 250 steps) and every ``recheck_every`` steps after.
     ``observe(seconds)`` takes the duration of each training step: while ``many`` threads are in use,
     a median of the last ``window`` steps `slowdown_ratio` times the median of the first ``window``
     after the last choice makes the next step due at once.
@@ -77,9 +78,9 @@ class ThreadChooser:
         many: int,
         *,
         rounds: int = 3,
-        first_step: int = 1,
+        first_step: int = 5,
         recheck_every: int = 250,
-        clear_ratio: float = 1.5,
+        clear_ratio: float = 2.5,
         slowdown_ratio: float = 1.6,
         window: int = 5,
         now: Callable[[], float] = time.perf_counter,

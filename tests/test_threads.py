@@ -65,7 +65,7 @@ def test_default_threads_honour_omp_num_threads_outside_a_launch(monkeypatch, va
 def test_chooser_keeps_many_threads_on_a_quiet_machine_and_one_on_a_busy_one():
     quiet = _FakeMachine({2: 0.10, 1: 0.14})
     chooser = ThreadChooser(2, rounds=3, now=quiet.clock)
-    assert not chooser.due(0) and chooser.due(1)  # the first step warms up first
+    assert not chooser.due(4) and chooser.due(5)  # the first steps warm up first
     assert chooser.choose(1, quiet.probe, quiet.set_threads) == 2 and quiet.threads == 2
     assert quiet.calls == [2, 2, 1, 1, 2, 2, 1]  # one warm-up, then alternating rounds
     busy = _FakeMachine({2: 0.20, 1: 0.15})
