@@ -1,5 +1,10 @@
 """Shared test setup: offline, one thread everywhere, tiny model factories, and the run folders that
-many tests read, each built once per session (copy one with its `_copy` fixture before changing it)."""
+many tests read, each built once per session (copy one with its `_copy` fixture before changing it).
+
+The suite runs on every core through pytest-xdist (pyproject.toml's ``addopts``; ``-n 0`` runs it in this
+process, for a debugger). Each worker is a process of its own with its own session fixtures, so the
+expensive ones (`pairs_file`, `cli_run`, `date_run`) are built once for all workers by `built_once`.
+"""
 
 import os
 
@@ -9,14 +14,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # so no test run measures or fights over threads on a small, busy machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import json  # noqa: E402
+import atexit  # noqa: E402
 import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# A Hugging Face home of this test process's own (each pytest-xdist worker is one), read before any Hugging
+# Face library is imported: nothing is read from or written to the developer's cache, and two workers never
+# copy the same remote-code module into one modules folder at the same moment.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="miniformer-tests-hf-home-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+
+import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -34,6 +49,37 @@ def tiny_config(**overrides):
 @pytest.fixture
 def config():
     return tiny_config()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test files that hold a test marked ``slow`` run first (in their own order): pytest-xdist hands out
+    whole files in collection order, so the long ones start at once instead of finishing alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
+def built_once(tmp_path_factory, name: str, build) -> dict:
+    """``build(folder)`` run once per test session, however many pytest-xdist workers ask for ``name``.
+
+    ``build`` fills the empty ``folder`` and returns a JSON-able record, which every caller gets. Without
+    xdist (no ``PYTEST_XDIST_WORKER`` in the environment) it runs in this session's temporary folder. With
+    xdist the workers share their session's root temporary folder: the first one builds under a file lock
+    and writes ``name.json`` last, the others wait on the lock and read the record. A build that fails
+    raises in the worker that ran it and again (it is retried) in each worker that asks after it.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent
+    record = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if record.is_file():
+            return json.loads(record.read_text(encoding="utf-8"))
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        value = build(folder)
+        record.write_text(json.dumps(value), encoding="utf-8")
+        return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,17 +122,24 @@ def cli_train_argv(data_file, output_dir, steps=CLI_RUN_STEPS) -> list[str]:
 @pytest.fixture(scope="session")
 def pairs_file(tmp_path_factory) -> Path:
     """The session run's training data (120 reverse pairs). Read only."""
-    return write_reverse_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl")
+
+    def build(folder):
+        return str(write_reverse_pairs(folder / "pairs.jsonl"))
+
+    return Path(built_once(tmp_path_factory, "pairs", build))
 
 
 @pytest.fixture(scope="session")
 def cli_run_process(tmp_path_factory, pairs_file) -> subprocess.CompletedProcess:
     """The finished `python -m miniformer_hf.cli train` process that wrote `cli_run` (its stdout, stderr)."""
-    output_dir = tmp_path_factory.mktemp("session-runs") / "reverse"
-    command = [sys.executable, "-m", "miniformer_hf.cli", *cli_train_argv(pairs_file, output_dir)]
-    completed = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed
+
+    def build(folder):
+        command = [sys.executable, "-m", "miniformer_hf.cli", *cli_train_argv(pairs_file, folder / "reverse")]
+        completed = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=900)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return dict(args=command, returncode=0, stdout=completed.stdout, stderr=completed.stderr)
+
+    return subprocess.CompletedProcess(**built_once(tmp_path_factory, "session-runs", build))
 
 
 @pytest.fixture(scope="session")
@@ -114,11 +167,14 @@ DATE_RUN_STEPS = 400  # about 30 s on one CPU thread; enough for most held-out d
 @pytest.fixture(scope="session")
 def date_run(tmp_path_factory) -> Path:
     """A seed-width Miniformer trained briefly on the date task, saved as a run folder. Read only."""
+    return Path(built_once(tmp_path_factory, "miniformer-demo-run", _train_date_run))
+
+
+def _train_date_run(folder: Path) -> str:
     from miniformer_hf import MiniformerConfig, MiniformerForConditionalGeneration, TransformerTrainer
     from miniformer_hf.data import load_task
     from miniformer_hf.tokenization import train_char_tokenizer
 
-    folder = tmp_path_factory.mktemp("miniformer-demo-run")
     data = load_task("dates", num_train=5000, seed=0)
     tokenizer = train_char_tokenizer(data["train"]["source"][:] + data["train"]["target"][:])
     torch.manual_seed(0)
@@ -133,4 +189,4 @@ def date_run(tmp_path_factory) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "run_arguments.json").write_text(json.dumps({"task": "dates", "seed": 0}), encoding="utf-8")
-    return folder
+    return str(folder)

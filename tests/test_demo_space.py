@@ -51,6 +51,7 @@ def test_write_space_from_a_local_run_folder_asks_for_the_repo_id(run_folder, tm
     assert demo.held_out_examples(run_folder)[0] in app  # the local run gave the Space its examples
 
 
+@pytest.mark.slow
 def test_written_space_runs_the_demo_for_a_repo_id(run_folder, tmp_path):
     """Push the run to a local Hub, write the Space, run its app.py from the Space folder alone."""
     from hub_server import HubServer

@@ -65,6 +65,7 @@ def test_notebook_uses_the_projects_classes_and_cites_the_paper():
     assert "miniformer train" in prose and "miniformer demo" in prose
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom_offline(tmp_path):
     notebook = read_notebook()
     notebook.cells.append(nbformat.v4.new_code_cell(

@@ -317,6 +317,7 @@ def code_files(folder: Path) -> set[str]:
     return {path.name for path in folder.glob("*_miniformer.py")}
 
 
+@pytest.mark.slow
 def test_plain_seq2seq_trainer_on_remote_code_reports_eval_loss_and_its_best_checkpoint_runs_the_pipeline(
         tmp_path, trained_model, tokenizer):
     start = tmp_path / "start"

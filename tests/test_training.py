@@ -94,6 +94,7 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_max_time_resume_after_sigkill_continues_the_same_budget(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(KILLED_RUN)
