@@ -1,5 +1,6 @@
 """Tests for miniformer_hf.training: the `miniformer train` pipeline as a function (run_training), its
-time limit with resume after a real SIGKILL, the token budget, streaming resume and the generation config it ships."""
+time limit with resume after a real SIGKILL of the command, the token budget, streaming resume and the generation
+config it ships."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -83,26 +83,24 @@ def test_max_time_run_stops_at_the_limit_with_the_schedule_ended_and_says_so(tmp
     assert not (tmp_path / "bad").exists()
 
 
-KILLED_RUN = textwrap.dedent(
-    """
-    import sys
-    from miniformer_hf.training import run_training
-    run_training(task="copy", size="tiny", num_train=200, batch_size=16, eval_samples=4, no_visualize=True,
-                 quiet=True, threads=1, output_dir=sys.argv[1], max_time=float(sys.argv[2]), eval_steps=5,
-                 resume=sys.argv[3] == "resume")
-    """
-)
-
-
 @pytest.mark.slow
-def test_max_time_resume_after_sigkill_continues_the_same_budget(tmp_path):
-    script = tmp_path / "train.py"
-    script.write_text(KILLED_RUN)
+def test_max_time_resume_after_sigkill_continues_the_same_budget(tmp_path, capsys):
+    """A `miniformer train --max-time` process killed with SIGKILL mid-run: nothing appears where the run folder
+    goes, the same command without --resume is refused (it would throw the checkpoints away), and --resume
+    trains only the rest of the same time budget and publishes the run."""
+    from miniformer_hf import cli
+
     output_dir, budget = tmp_path / "run", 8.0
+    argv = [
+        "train", "--task", "copy", "--size", "tiny", "--num-train", "200", "--batch-size", "16", "--eval-samples", "4",
+        "--no-visualize", "--quiet", "--threads", "1", "--max-time", str(budget), "--eval-steps", "5",
+        "--output-dir", str(output_dir),
+    ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
-    process = subprocess.Popen([sys.executable, str(script), str(output_dir), str(budget), "new"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "miniformer_hf.cli", *argv], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    checkpoints = output_dir.parent / f"{output_dir.name}{runs.INCOMPLETE_SUFFIX}" / runs.CHECKPOINTS
+    staging = output_dir.parent / f"{output_dir.name}{runs.INCOMPLETE_SUFFIX}"
+    checkpoints = staging / runs.CHECKPOINTS
     deadline, saved = time.time() + 240, 0.0
     while process.poll() is None and time.time() < deadline and saved < 3.0:
         clocks = list(checkpoints.glob("checkpoint-*/training_clock.json"))
@@ -111,15 +109,19 @@ def test_max_time_resume_after_sigkill_continues_the_same_budget(tmp_path):
     assert process.poll() is None, process.stderr.read().decode()[-2000:]
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (output_dir / "metrics.json").exists()
+    assert not output_dir.exists()  # nothing half-written where the run folder goes
     kept = runs.read_json(sorted(checkpoints.glob("checkpoint-*/training_clock.json"), key=os.path.getmtime)[-1])
-    resumed = subprocess.run([sys.executable, str(script), str(output_dir), str(budget), "resume"], env=env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    capsys.readouterr()
+    assert cli.main(argv) == 2  # without --resume: refused, one line that names the flag, checkpoints kept
+    assert "--resume" in capsys.readouterr().err and checkpoints.is_dir() and not output_dir.exists()
+
+    assert cli.main([*argv, "--resume"]) == 0, capsys.readouterr().err[-2000:]
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert budget <= metrics["training_seconds"] < budget + 3.0
-    # The resumed process trained only the rest of the budget (its own runtime includes small evaluations).
+    # The resumed run trained only the rest of the budget (its own runtime includes small evaluations).
     assert metrics["train_runtime"] < budget - kept["training_seconds"] + 3.0, (metrics["train_runtime"], kept)
+    assert metrics["max_steps"] > 0 and not staging.exists()
 
 
 # ---------------------------------------------------------------------------------------------
