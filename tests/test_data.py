@@ -223,49 +223,20 @@ BAD_TRAIN_DATA = {
                        ["--train-file", "data.csv"], "data.csv: line 3: a quoted field opens on this line and is never closed"),
 }  # fmt: skip
 
-# `python -m miniformer_hf.cli train ...` for each case in turn in one process (imports are the slow part):
-# the module runs as __main__ as the command does, its exit code is SystemExit's, and stderr is what
-# reaches file descriptor 2.
-RUN_COMMANDS = """
-import json, os, runpy, sys, tempfile
-results = {}
-for name, (folder, arguments) in json.loads(sys.argv[1]).items():
-    os.chdir(folder)
-    sys.argv = ["miniformer", *arguments]
-    with tempfile.TemporaryFile() as captured:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            runpy.run_module("miniformer_hf.cli", run_name="__main__")
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-        captured.seek(0)
-        results[name] = {"code": code, "stderr": captured.read().decode()}
-print(json.dumps(results))
-"""
-
 # One thread: tests share the machine, and a run's threads waiting for busy cores make it many times slower.
 TRAIN = ["train", "--size", "tiny", "--max-steps", "2", "--eval-samples", "2", "--no-visualize", "-q", "--threads", "1",
          "--output-dir", "runs/run"]  # fmt: skip
 
 
 def run_commands(commands: dict, tmp_path) -> dict:
-    import json
+    """Each command in turn in one Python process (tests/cli_runner.py: imports are the slow part), as
+    `python -m miniformer_hf.cli train ...` runs it: its exit status and what reached stderr."""
     import os
-    import subprocess
-    import sys
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "OMP_NUM_THREADS": "1"}  # fmt: skip
-    completed = subprocess.run([sys.executable, "-c", RUN_COMMANDS, json.dumps(commands)], env=env, cwd=tmp_path,
-                               capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    from cli_runner import run_commands as run_in_one_process
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "OMP_NUM_THREADS": "1"}
+    return run_in_one_process(commands, env=env, cwd=tmp_path)
 
 
 def test_bad_data_fail_train_with_one_line_exit_1_and_nothing_written(tmp_path):

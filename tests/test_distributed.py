@@ -113,22 +113,29 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     _check(_launch(command, tmp_path))
 
 
+# The `miniformer train` runs launched below: small (the run folder is what is checked, not what it learnt), an
+# evaluation and a checkpoint after step 2 and after the last step, no attention views.
+SMALL_RUN_STEPS, SMALL_RUN_EXAMPLES = 4, 384  # an epoch: 2 steps of 2 x 96 examples under two processes
+SMALL_RUN = ["--task", "copy", "--size", "tiny", "--num-train", str(SMALL_RUN_EXAMPLES),
+             "--max-steps", str(SMALL_RUN_STEPS), "--eval-steps", "2", "--eval-samples", "4", "--no-visualize", "--quiet"]
+
+
 @pytest.mark.slow
 def test_miniformer_train_runs_unchanged_under_accelerate_launch(tmp_path):
     accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
     output_dir = tmp_path / "run"
     command = [
         accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", _free_port(), "-m", "miniformer_hf.cli", "train",
-        "--task", "copy", "--size", "tiny", "--num-train", "2000", "--max-steps", "20", "--eval-steps", "10",
-        "--eval-samples", "50", "--output-dir", str(output_dir), "--quiet",
+        "--dynamo_backend", "no", "--main_process_port", _free_port(), "-m", "miniformer_hf.cli", "train", *SMALL_RUN,
+        "--output-dir", str(output_dir),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    assert metrics["max_steps"] == 20
-    assert metrics["epochs"] > 20 * DEFAULTS["batch_size"] / 2000 * 1.5  # two processes saw twice the examples per step
+    assert metrics["max_steps"] == SMALL_RUN_STEPS
+    # Two processes saw twice the examples per step: 2 epochs, where one process would have seen 1.
+    assert metrics["epochs"] > SMALL_RUN_STEPS * DEFAULTS["batch_size"] / SMALL_RUN_EXAMPLES * 1.5
     assert (output_dir / "model.safetensors").is_file() and not (tmp_path / "run.incomplete").exists()
 
 
@@ -228,14 +235,13 @@ def test_miniformer_train_under_accelerate_launch_with_fsdp2(tmp_path):
     output_dir = tmp_path / "run"
     command = [
         accelerate, "launch", "--config_file", config_file, "--main_process_port", _free_port(),
-        "-m", "miniformer_hf.cli", "train", "--task", "copy", "--size", "tiny", "--num-train", "2000",
-        "--max-steps", "20", "--eval-steps", "10", "--eval-samples", "50", "--output-dir", str(output_dir), "--quiet",
+        "-m", "miniformer_hf.cli", "train", *SMALL_RUN, "--output-dir", str(output_dir),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    assert metrics["max_steps"] == 20
+    assert metrics["max_steps"] == SMALL_RUN_STEPS
     files = set(os.listdir(output_dir))
     assert {"model.safetensors", "modeling_miniformer.py", "tokenizer.json", "README.md"} <= files, files
     assert not any(name.startswith("_fsdp") for name in files), files
@@ -246,7 +252,8 @@ def test_miniformer_train_under_accelerate_launch_with_fsdp2(tmp_path):
     from miniformer_hf import MiniformerForConditionalGeneration
 
     model = MiniformerForConditionalGeneration.from_pretrained(output_dir)
-    last = MiniformerForConditionalGeneration.from_pretrained(output_dir / "checkpoints" / "checkpoint-20")
+    last_checkpoint = output_dir / "checkpoints" / f"checkpoint-{SMALL_RUN_STEPS}"
+    last = MiniformerForConditionalGeneration.from_pretrained(last_checkpoint)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), last.state_dict().values()))
 
 

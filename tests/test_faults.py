@@ -1,8 +1,10 @@
 """Nothing lost, nothing silently wrong: the `miniformer` command against hostile inputs and faults.
 
-Each test is one case of the fault sweep (issue 14). Runs are tiny (the tiny model, a few steps); the
-cases about data loss start the real console script in a temporary folder, the others call the same
-`main` in this process to keep the suite fast.
+Each test is one case of the fault sweep (issue 14). Runs are tiny (the tiny model, a few steps). Most cases
+call the command's `main` in this process to keep the suite fast; the cases about data loss run the command as
+`python -m miniformer_hf.cli` does, all of them in one Python process (`run_together`, tests/cli_runner.py), for
+its exit status and output; the cases where the process boundary is the point (a signal, a lock held by a live
+run, a fresh process's first load) start a process of their own.
 """
 
 from __future__ import annotations
@@ -23,12 +25,6 @@ from conftest import CLI_RUN_STEPS, cli_env, cli_train_argv, write_reverse_pairs
 from miniformer_hf import cli, runs
 
 ENV = cli_env()
-
-
-def miniformer(*argv, cwd=None) -> subprocess.CompletedProcess:
-    executable = shutil.which("miniformer")
-    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
-    return subprocess.run([*command, *map(str, argv)], capture_output=True, text=True, env=ENV, cwd=cwd)
 
 
 def in_process(capsys, *argv):
@@ -81,20 +77,52 @@ def run_copy(cli_run_copy):
     return cli_run_copy
 
 
+# The cases run together: name -> prepare(its own empty folder, the training data, the finished run folder),
+# which makes what the command meets there and returns the command's arguments. Each test below reads its case.
+TOGETHER = {}
+
+
+def run_together_case(name):
+    def register(prepare):
+        TOGETHER[name] = prepare
+        return prepare
+
+    return register
+
+
+@pytest.fixture(scope="module")
+def run_together(tmp_path_factory, pairs_file, cli_run) -> dict:
+    """Every case of TOGETHER, prepared in a folder of its own (also its working folder), then run one after
+    another in one Python process as `python -m miniformer_hf.cli` runs each (tests/cli_runner.py): starting
+    Python and importing the libraries is most of each one's time. name -> (folder, {code, stdout, stderr})."""
+    from cli_runner import run_commands
+
+    folders, commands = {}, {}
+    for name, prepare in TOGETHER.items():
+        folders[name] = tmp_path_factory.mktemp(name.replace(" ", "-"))
+        commands[name] = (folders[name], prepare(folders[name], pairs_file, cli_run))
+    results = run_commands(commands, env=ENV)
+    return {name: (folders[name], results[name]) for name in TOGETHER}
+
+
 # ---------------------------------------------------------------------------------------------
 # 1-4: data lost or overwritten
 # ---------------------------------------------------------------------------------------------
 
 
-def test_overwrite_refuses_a_folder_that_is_not_a_run(pairs, tmp_path):
-    documents = tmp_path / "mydocs"
-    documents.mkdir()
-    (documents / "thesis.txt").write_text("four years of work")
-    result = miniformer(*train_argv(pairs, documents), "--overwrite")
-    assert result.returncode == 1
-    assert "not a Miniformer run folder" in one_line(result.stderr)
-    assert (documents / "thesis.txt").read_text() == "four years of work"
-    assert sorted(os.listdir(tmp_path)) == ["mydocs"]  # no .incomplete, no .replaced-NNNN
+@run_together_case("not a run")
+def _documents_folder(folder, pairs, finished):
+    (folder / "mydocs").mkdir()
+    (folder / "mydocs" / "thesis.txt").write_text("four years of work")
+    return [*train_argv(pairs, folder / "mydocs"), "--overwrite"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(run_together):
+    folder, result = run_together["not a run"]
+    assert result["code"] == 1
+    assert "not a Miniformer run folder" in one_line(result["stderr"])
+    assert (folder / "mydocs" / "thesis.txt").read_text() == "four years of work"
+    assert sorted(os.listdir(folder)) == ["mydocs"]  # no .incomplete, no .replaced-NNNN
 
 
 def test_overwrite_refuses_a_plain_file_and_the_current_folder(pairs, tmp_path, capsys, monkeypatch):
@@ -110,12 +138,18 @@ def test_overwrite_refuses_a_plain_file_and_the_current_folder(pairs, tmp_path, 
     assert sorted(os.listdir(tmp_path)) == ["afile"]
 
 
-def test_resume_on_a_finished_run_changes_nothing(run_copy, pairs, capsys):
-    finished = run_copy
-    before = tree(finished)
-    result = miniformer(*train_argv(pairs, finished), "--resume")
-    assert result.returncode == 0, result.stderr
-    assert "already finished" in result.stdout
+@run_together_case("resume finished")
+def _finished_copy(folder, pairs, finished):
+    shutil.copytree(finished, folder / "run")
+    return [*train_argv(pairs, folder / "run"), "--resume"]
+
+
+def test_resume_on_a_finished_run_changes_nothing(run_together, pairs, cli_run, capsys):
+    folder, result = run_together["resume finished"]
+    finished = folder / "run"
+    before = tree(cli_run)  # what was copied there before the command ran
+    assert result["code"] == 0, result["stderr"]
+    assert "already finished" in result["stdout"]
     assert tree(finished) == before
     code, _, err = in_process(capsys, *train_argv(pairs, finished, steps=2), "--resume")  # refused before any work
     assert code == 2 and f"already done {CLI_RUN_STEPS}" in one_line(err)
@@ -123,21 +157,25 @@ def test_resume_on_a_finished_run_changes_nothing(run_copy, pairs, capsys):
     assert not os.path.exists(str(finished) + runs.INCOMPLETE_SUFFIX)
 
 
-def test_a_run_killed_after_its_last_step_finishes_exactly_as_the_uninterrupted_one(finished, pairs, tmp_path):
+@run_together_case("killed after last step")
+def _killed_after_last_step(folder, pairs, finished):
     # What a SIGKILL during the final evaluation or save leaves: the staging folder with the last
     # step's checkpoint, the tokenizer and the run arguments, and no run folder.
-    output_dir = tmp_path / "killed"
-    staging = tmp_path / ("killed" + runs.INCOMPLETE_SUFFIX)
+    staging = folder / ("killed" + runs.INCOMPLETE_SUFFIX)
     shutil.copytree(finished, staging)
     keep = {"checkpoints", "tokenizer.json", "tokenizer_config.json", runs.RUN_ARGUMENTS}
     for name in os.listdir(staging):
         if name not in keep:
             path = staging / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return [*train_argv(pairs, folder / "killed"), "--resume"]
 
-    result = miniformer(*train_argv(pairs, output_dir), "--resume")
 
-    assert result.returncode == 0, result.stderr
+def test_a_run_killed_after_its_last_step_finishes_exactly_as_the_uninterrupted_one(run_together, finished):
+    folder, result = run_together["killed after last step"]
+    output_dir = folder / "killed"
+    staging = folder / ("killed" + runs.INCOMPLETE_SUFFIX)
+    assert result["code"] == 0, result["stderr"]
     assert not staging.exists()
     assert (output_dir / "model.safetensors").read_bytes() == (finished / "model.safetensors").read_bytes()
     resumed = json.loads((output_dir / "metrics.json").read_text())
@@ -192,13 +230,17 @@ def test_an_abandoned_start_does_not_block_the_same_command(pairs, tmp_path, cap
 # ---------------------------------------------------------------------------------------------
 
 
-def test_a_non_finite_run_stops_with_one_error_and_publishes_nothing(pairs, tmp_path):
-    output_dir = tmp_path / "run"
-    result = miniformer(*train_argv(pairs, output_dir), "--learning-rate", "1e300")  # finite; step 1 overflows
-    assert result.returncode == 1
-    line = one_line(result.stderr)
+@run_together_case("non-finite")
+def _overflowing_learning_rate(folder, pairs, finished):
+    return [*train_argv(pairs, folder / "run"), "--learning-rate", "1e300"]  # finite; step 1 overflows
+
+
+def test_a_non_finite_run_stops_with_one_error_and_publishes_nothing(run_together):
+    folder, result = run_together["non-finite"]
+    assert result["code"] == 1
+    line = one_line(result["stderr"])
     assert "training stopped at step" in line and "NaN or infinite" in line and "--learning-rate" in line, line
-    assert sorted(os.listdir(tmp_path)) == []  # no run folder from NaN weights, no .incomplete
+    assert sorted(os.listdir(folder)) == []  # no run folder from NaN weights, no .incomplete
 
 
 def test_resume_refuses_changed_data(finished, tmp_path, capsys):
@@ -372,33 +414,6 @@ def test_generate_checks_lengths_and_empty_text_before_generating(finished, caps
     assert "cut at the generation length of 1" in one_line(err)
 
 
-@pytest.mark.slow
-def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes(pairs, tmp_path):
-    import signal
-    import time
-
-    output_dir = tmp_path / "run"
-    staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
-    argv = train_argv(pairs, output_dir, steps=60)
-    executable = shutil.which("miniformer")
-    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
-    process = subprocess.Popen([*command, *map(str, argv)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while process.poll() is None and time.time() < deadline and not runs.has_checkpoint(staging):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
-    line = one_line(err)
-    assert "interrupted" in line and "--resume" in line and "checkpoint-" in line
-    assert runs.has_checkpoint(staging) and not output_dir.exists()
-    assert runs.live_run_pid(staging) is None  # the lock went with the process
-
-    resumed = miniformer(*argv, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 60
-
-
 # ---------------------------------------------------------------------------------------------
 # Issue 23: averaging, checksums, generation options, Ctrl-C during imports
 # ---------------------------------------------------------------------------------------------
@@ -422,31 +437,53 @@ def test_average_in_a_fresh_process_loads_its_own_checkpoints_without_a_prompt(t
     assert "trust_remote_code" not in result.stderr and (tmp_path / "avg" / "model.safetensors").is_file()
 
 
-def test_average_refuses_a_live_training_run_and_touches_nothing(two_checkpoints, pairs, tmp_path, capsys):
-    # 23.1: a live `miniformer train --output-dir X` holds the lock of X.incomplete.
+@pytest.mark.slow
+def test_a_live_run_refuses_average_and_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes(
+        two_checkpoints, pairs, tmp_path, capsys):
+    """One live `miniformer train` (the console script) for two cases: 23.1, `miniformer average --output-dir X`
+    refused while the run holds the lock of X.incomplete; then a real Ctrl-C keeps its last checkpoint, and
+    --resume finishes the run."""
     import signal
     import time
 
     output_dir = tmp_path / "run"
     staging = tmp_path / ("run" + runs.INCOMPLETE_SUFFIX)
-    command = [sys.executable, "-m", "miniformer_hf.cli", *map(str, train_argv(pairs, output_dir, steps=400))]
-    training = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Checkpoints every 2 steps: the first one comes early and the run is far from done when it is stopped.
+    argv = train_argv(pairs, output_dir, steps=24)
+    executable = shutil.which("miniformer")
+    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
+    process = subprocess.Popen([*command, *map(str, argv)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 180
-        while training.poll() is None and time.time() < deadline and runs.live_run_pid(staging) is None:
+        while process.poll() is None and time.time() < deadline and runs.live_run_pid(staging) is None:
             time.sleep(0.05)
-        assert runs.live_run_pid(staging) == str(training.pid)
+        assert runs.live_run_pid(staging) == str(process.pid)
         for flag in ([], ["--overwrite"]):
             # This process asks; the lock is held by the real training process beside it.
             code, _, err = in_process(capsys, "average", "--model", two_checkpoints, "--last", "2", "--output-dir",
                                       output_dir, *flag)  # fmt: skip
             line = one_line(err)
-            assert code == 1 and f"PID {training.pid}" in line, line
-            assert not output_dir.exists() and runs.live_run_pid(staging) == str(training.pid)
+            assert code == 1 and f"PID {process.pid}" in line, line
+            assert not output_dir.exists() and runs.live_run_pid(staging) == str(process.pid)
             assert (staging / runs.RUN_ARGUMENTS).is_file() or (staging / "tokenizer.json").is_file()
+
+        while process.poll() is None and time.time() < deadline and not runs.has_checkpoint(staging):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
     finally:
-        training.send_signal(signal.SIGINT)
-        training.communicate(timeout=120)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    line = one_line(err)
+    assert "interrupted" in line and "--resume" in line and "checkpoint-" in line
+    assert runs.has_checkpoint(staging) and not output_dir.exists()
+    assert runs.live_run_pid(staging) is None  # the lock went with the process
+
+    code, _, err = in_process(capsys, *argv, "--resume")  # what the checkpoint holds, not the process, matters here
+    assert code == 0, err
+    assert json.loads((output_dir / "metrics.json").read_text())["max_steps"] == 24
 
 
 def test_average_never_replaces_an_interrupted_run_or_a_folder_that_is_not_a_run(two_checkpoints, tmp_path, capsys):

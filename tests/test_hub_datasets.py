@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,32 +53,18 @@ def hub():
         assert server.unhandled == [], f"the client called routes the local hub does not serve: {server.unhandled}"
 
 
-def miniformer_train(hub: HubServer, tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
+def hub_env(hub: HubServer, home: Path) -> dict:
+    """The environment of a `miniformer` process that reaches ``hub`` as the Hub, with ``home`` its HF_HOME."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(
-        HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
+        HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
     )  # fmt: skip
-    command = [sys.executable, "-m", "miniformer_hf.cli", "train", "--size", "tiny", "--max-steps", "4",
-               "--eval-steps", "4", "--eval-samples", "4", "--no-visualize", "-q", "--threads", "1", *arguments]  # fmt: skip
-    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return env
 
 
-def test_train_on_a_hub_dataset_in_the_translation_layout(hub, tmp_path):
-    run = tmp_path / "runs" / "tiny-pairs"
-    result = miniformer_train(hub, tmp_path, "--dataset", REPO, "--source-lang", "en", "--target-lang", "fr",
-                              "--dataset-revision", hub.first_commit, "--output-dir", str(run))  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["train_samples"] == 48  # the first revision's train split, not the newer one (56)
-    assert metrics["num_evaluated"] == {"validation": 4, "test": 4}
-    assert (metrics["dataset"], metrics["dataset_revision"], metrics["dataset_languages"]) == (
-        REPO, hub.first_commit, ["en", "fr"])  # fmt: skip
-    assert (run / "model.safetensors").is_file() and (run / "tokenizer.json").is_file()
-    tokenizer = json.loads((run / "tokenizer.json").read_text())
-    vocabulary = "".join(tokenizer["model"]["vocab"])
-    assert "q" in vocabulary and "x" in vocabulary  # "quatre", "deux": the target side trained the tokenizer too
-    assert any("/datasets/you/tiny-pairs/resolve/" in path for _, path, _ in hub.request_log)
+TRAIN = ["train", "--size", "tiny", "--max-steps", "4", "--eval-steps", "4", "--eval-samples", "4", "--no-visualize", "-q",
+         "--threads", "1"]  # fmt: skip
 
 
 BAD_INPUT = {
@@ -96,42 +80,54 @@ BAD_INPUT = {
     "revision of a local folder": (["--dataset", ".", "--dataset-revision", "main"], "a revision only applies to a Hub"),
 }  # fmt: skip
 
-# One process runs every bad command (imports are the slow part); each one's exit code and stderr are kept.
-BAD_INPUT_SCRIPT = """
-import contextlib, io, json, sys
-from miniformer_hf.cli import main
-results = {}
-for name, arguments in json.loads(sys.argv[1]).items():
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        code = main(arguments)
-    results[name] = {"code": code, "stderr": stderr.getvalue()}
-print(json.dumps(results))
-"""
+@pytest.fixture(scope="module")
+def hub_commands(hub, tmp_path_factory) -> dict:
+    """`miniformer train` on the local Hub's datasets: the run on the translation layout, then every BAD_INPUT
+    command (each with its own output folder "runs/<name>" in one shared working folder), all in one Python
+    process as `python -m miniformer_hf.cli` runs each (tests/cli_runner.py: imports are the slow part).
+    name -> (working folder, {code, stdout, stderr})."""
+    from cli_runner import run_commands
+
+    good, bad = tmp_path_factory.mktemp("hub-train"), tmp_path_factory.mktemp("hub-bad-input")
+    commands = {"translation layout": (good, [
+        *TRAIN, "--dataset", REPO, "--source-lang", "en", "--target-lang", "fr", "--dataset-revision", hub.first_commit,
+        "--output-dir", str(good / "runs" / "tiny-pairs")])}  # fmt: skip
+    for name, (arguments, _) in BAD_INPUT.items():
+        commands[name] = (bad, [*TRAIN, *arguments, "--output-dir", str(bad / "runs" / name.replace(" ", "-"))])
+    home = tmp_path_factory.mktemp("hub-hf-home")
+    results = run_commands(commands, env=hub_env(hub, home), timeout=300)
+    return {name: (folder, results[name]) for name, (folder, _) in commands.items()}
 
 
-def test_bad_dataset_input_fails_before_training_and_writes_nothing(hub, tmp_path):
+def test_train_on_a_hub_dataset_in_the_translation_layout(hub, hub_commands):
+    folder, result = hub_commands["translation layout"]
+    run = folder / "runs" / "tiny-pairs"
+    assert result["code"] == 0, result["stderr"][-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_samples"] == 48  # the first revision's train split, not the newer one (56)
+    assert metrics["num_evaluated"] == {"validation": 4, "test": 4}
+    assert (metrics["dataset"], metrics["dataset_revision"], metrics["dataset_languages"]) == (
+        REPO, hub.first_commit, ["en", "fr"])  # fmt: skip
+    assert (run / "model.safetensors").is_file() and (run / "tokenizer.json").is_file()
+    tokenizer = json.loads((run / "tokenizer.json").read_text())
+    vocabulary = "".join(tokenizer["model"]["vocab"])
+    assert "q" in vocabulary and "x" in vocabulary  # "quatre", "deux": the target side trained the tokenizer too
+    # Read from the Hub at the pinned revision (the bad commands that ran beside it ask for no revision).
+    assert any(f"/datasets/you/tiny-pairs/resolve/{hub.first_commit}/" in path for _, path, _ in hub.request_log)
+
+
+def test_bad_dataset_input_fails_before_training_and_writes_nothing(hub_commands):
     import re
 
-    commands = {
-        name: ["train", "--size", "tiny", "--max-steps", "4", "--no-visualize", "-q", *arguments,
-               "--output-dir", str(tmp_path / "runs" / name.replace(" ", "-"))]
-        for name, (arguments, _) in BAD_INPUT.items()
-    }  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1")
-    completed = subprocess.run([sys.executable, "-c", BAD_INPUT_SCRIPT, json.dumps(commands)], env=env,
-                               cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    results = json.loads(completed.stdout.strip().splitlines()[-1])
     for name, (_, message) in BAD_INPUT.items():
-        code, stderr = results[name]["code"], results[name]["stderr"]
+        folder, result = hub_commands[name]
+        code, stderr = result["code"], result["stderr"]
         errors = [line for line in stderr.splitlines() if "error" in line.lower()]
         assert code == 1, (name, stderr)
         assert len(errors) == 1 and errors[0].startswith("miniformer train: error:"), (name, stderr)
         assert re.search(message, errors[0]) and "expected" in errors[0], (name, errors[0])
         assert "Traceback" not in stderr, (name, stderr)
-    assert not (tmp_path / "runs").exists()  # no run folder, no .incomplete folder, for any of them
+    assert not (folder / "runs").exists()  # no run folder, no .incomplete folder, for any of them
 
 
 def test_streaming_trains_from_a_stream_and_resumes(tmp_path, capsys, monkeypatch):

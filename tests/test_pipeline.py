@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -249,7 +248,18 @@ def test_readme_pipeline_snippet_runs(tmp_path, monkeypatch, trained_model, toke
 # A plain transformers user: Seq2SeqTrainer on remote code, re-saving, and the pipeline on what it saved (issue 22)
 # --------------------------------------------------------------------------------------------------------------------
 
-PLAIN_SEQ2SEQ_TRAINER = WITHOUT_PACKAGE + textwrap.dedent('''
+# In a stranger's script below: the seq2seq pipeline run on a folder the script wrote (its code files only).
+PIPELINE_ON_FOLDER = textwrap.dedent('''
+    def pipeline_on(folder):
+        from transformers import pipeline
+
+        generator = pipeline(model=folder, trust_remote_code=True, device="cpu")
+        return {"class": type(generator).__name__, "outputs": generator(["123456", "5555"], max_new_tokens=6)}
+''')
+
+PLAIN_SEQ2SEQ_TRAINER = WITHOUT_PACKAGE + PIPELINE_ON_FOLDER + textwrap.dedent('''
+    import shutil
+
     from datasets import Dataset
     from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
                               Seq2SeqTrainingArguments)
@@ -274,22 +284,15 @@ PLAIN_SEQ2SEQ_TRAINER = WITHOUT_PACKAGE + textwrap.dedent('''
                              data_collator=DataCollatorForSeq2Seq(tokenizer, model=model), processing_class=tokenizer)
     trainer.train()
     metrics = trainer.evaluate()
+    best = trainer.state.best_model_checkpoint
+    shutil.rmtree(start)  # the best checkpoint stands on its own
+    pipeline_run = pipeline_on(best)
     assert not any(name.startswith("miniformer_hf") for name in sys.modules)
-    print("RESULTS " + json.dumps({"metrics": metrics, "best": trainer.state.best_model_checkpoint,
+    print("RESULTS " + json.dumps({"metrics": metrics, "best": best, "pipeline": pipeline_run,
                                    "history": [row for row in trainer.state.log_history if "eval_loss" in row]}))
 ''')
 
-PIPELINE_ON_FOLDER = WITHOUT_PACKAGE + textwrap.dedent('''
-    from transformers import pipeline
-
-    folder = sys.argv[1]
-    generator = pipeline(model=folder, trust_remote_code=True, device="cpu")
-    outputs = generator(["123456", "5555"], max_new_tokens=6)
-    assert not any(name.startswith("miniformer_hf") for name in sys.modules)
-    print("RESULTS " + json.dumps({"class": type(generator).__name__, "outputs": outputs}))
-''')
-
-RESAVE_BY_HAND = WITHOUT_PACKAGE + textwrap.dedent('''
+RESAVE_BY_HAND = WITHOUT_PACKAGE + PIPELINE_ON_FOLDER + textwrap.dedent('''
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     source, first, second = sys.argv[1:4]
@@ -300,8 +303,9 @@ RESAVE_BY_HAND = WITHOUT_PACKAGE + textwrap.dedent('''
     again.save_pretrained(second)
     AutoTokenizer.from_pretrained(first, trust_remote_code=True).save_pretrained(second)
     lm = AutoModelForCausalLM.from_pretrained(second, trust_remote_code=True)  # the heads file travelled
+    pipeline_run = pipeline_on(second)
     assert not any(name.startswith("miniformer_hf") for name in sys.modules)
-    print("RESULTS " + json.dumps({"lm": type(lm).__name__}))
+    print("RESULTS " + json.dumps({"lm": type(lm).__name__, "pipeline": pipeline_run}))
 ''')
 
 
@@ -334,10 +338,9 @@ def test_plain_seq2seq_trainer_on_remote_code_reports_eval_loss_and_its_best_che
     assert named <= code_files(best), named - code_files(best)  # every file config.json names was written
     assert {"heads_miniformer.py", "pipeline_miniformer.py", "kernels_miniformer.py",
             "support_miniformer.py"} <= code_files(best)
-    shutil.rmtree(start)  # the checkpoint stands on its own
-    outputs = run_without_package(PIPELINE_ON_FOLDER, best, cwd=tmp_path)
-    assert outputs["class"] == "MiniformerSeq2SeqPipeline"
-    assert [len(output) for output in outputs["outputs"]] == [1, 1]
+    assert not start.exists()  # the script deleted it before running the pipeline on its best checkpoint
+    assert results["pipeline"]["class"] == "MiniformerSeq2SeqPipeline"
+    assert [len(output) for output in results["pipeline"]["outputs"]] == [1, 1]
 
 
 def test_resaving_remote_code_by_hand_keeps_every_code_file(tmp_path, trained_model, tokenizer):
@@ -353,8 +356,7 @@ def test_resaving_remote_code_by_hand_keeps_every_code_file(tmp_path, trained_mo
         assert code_files(tmp_path / folder) == expected, folder
         for name in expected:
             assert (tmp_path / folder / name).read_bytes() == (source / name).read_bytes()
-    outputs = run_without_package(PIPELINE_ON_FOLDER, tmp_path / "second", cwd=tmp_path)
-    assert outputs["class"] == "MiniformerSeq2SeqPipeline"
+    assert results["pipeline"]["class"] == "MiniformerSeq2SeqPipeline"  # the script's pipeline on "second"
 
 
 def test_support_and_pipeline_name_the_same_custom_pipelines():
