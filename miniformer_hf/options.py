@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULTS",
     "MAX_PARAMETERS",
+    "MAX_TIME_DEFAULTS",
     "MODEL_SIZES",
     "NOT_GIVEN",
     "PAPER_WARMUP_STEPS",
@@ -104,6 +105,17 @@ _CHOSEN_DEFAULTS: dict[str, Any] = dict(
     max_steps=2000,  # unless --epochs or --max-time is given
     learning_rate=5e-3,  # except with --schedule paper, whose peak is d_model^-0.5 * warmup^-0.5
     warmup_steps=100,  # PAPER_WARMUP_STEPS with --schedule paper
+    batch_size=96,  # MAX_TIME_DEFAULTS' with --max-time
+)
+
+# Under --max-time (without --recipe): what a run against the clock learns fastest with; given flags still win.
+# Chosen on the default task with step-count runs that follow the time limit's schedule (docs/training.md, "How
+# the --max-time defaults were chosen"): a 60-second run sees each training example about once, so
+# dropout only slows learning (and its masks cost time), and on a CPU a step costs in proportion to its
+# examples, so batches of 48 give twice the updates of batches of 96 in the same time.
+MAX_TIME_DEFAULTS: dict[str, Any] = dict(
+    batch_size=48,
+    dropout=0.0,
 )
 
 # --recipe paper: what §5 and §6.1 of the paper describe, each value also a flag of its own. The schedule
@@ -269,8 +281,9 @@ class TrainOptions:
         None, "feed-forward inner width d_ff (overrides --size)", _POSITIVE, group="model", **_MATCH
     )
     dropout: float | None = _option(
-        None, "P_drop (overrides --size; default 0.1)", Number("a probability in [0, 1)", low=0, high=1),
-        group="model", **_MATCH,
+        None, "P_drop (overrides --size; default: the size's, %s; %s under --max-time without --recipe)"
+        % (MODEL_SIZES["seed"]["dropout"], MAX_TIME_DEFAULTS["dropout"]),
+        Number("a probability in [0, 1)", low=0, high=1), group="model", **_MATCH,
     )  # fmt: skip
 
     # optimisation: the length of the run (one of three), then the rest
@@ -287,7 +300,12 @@ class TrainOptions:
         "seconds); the learning-rate schedule is sized so that it ends at the limit",
         Duration(), group="optimisation", metavar="DURATION", exclusive="length", **_MATCH,
     )  # fmt: skip
-    batch_size: int = _option(96, "examples per step (default {default})", _POSITIVE, group="optimisation")
+    batch_size: int | None = _option(
+        None, "examples per step (default {default}; %d under --max-time without --recipe: on a CPU a step costs in "
+        "proportion to its examples, so smaller batches give more updates in the time)"
+        % MAX_TIME_DEFAULTS["batch_size"],
+        _POSITIVE, group="optimisation",
+    )  # fmt: skip
     learning_rate: float | None = _option(
         None, "peak learning rate (default {default}; with --schedule paper it is d_model^-0.5 * warmup^-0.5 and "
         "this flag is refused)", Number("a positive number", low=0, low_open=True), group="optimisation",
@@ -498,8 +516,10 @@ def resolve(options: TrainOptions | None = None, /, **overrides: Any) -> TrainOp
     explicit ``learning_rate`` with the recipe and no ``schedule`` turns the recipe's schedule into
     ``inverse_sqrt`` (the paper's shape) peaking at that rate, with the paper's 4000 warmup steps unless
     ``warmup_steps`` is given. Filled in: ``max_steps`` (2000, unless ``epochs`` or ``max_time`` sets the
-    length), ``learning_rate`` (5e-3; None with ``schedule="paper"``, whose peak is the paper's formula)
-    and ``warmup_steps`` (100; 4000 with ``schedule="paper"``). ``threads`` stays None ("every core this
+    length), ``learning_rate`` (5e-3; None with ``schedule="paper"``, whose peak is the paper's formula),
+    ``warmup_steps`` (100; 4000 with ``schedule="paper"``) and ``batch_size`` (96); with ``max_time`` and no
+    ``recipe``, ``batch_size`` and ``dropout`` come from `MAX_TIME_DEFAULTS` (48 and 0; otherwise ``dropout``
+    stays None, the ``size`` preset's). ``threads`` stays None ("every core this
     process may use", chosen by the run). ``task`` stays None when no data source is given (the run then
     trains the dates task). Resolving a resolved plan gives it back unchanged.
 
@@ -524,6 +544,11 @@ def resolve(options: TrainOptions | None = None, /, **overrides: Any) -> TrainOp
     if values["warmup_steps"] is None:
         paper = values["schedule"] == "paper"
         values["warmup_steps"] = PAPER_WARMUP_STEPS if paper else _CHOSEN_DEFAULTS["warmup_steps"]
+    against_the_clock = values["max_time"] is not None and values["recipe"] is None
+    if values["batch_size"] is None:
+        values["batch_size"] = (MAX_TIME_DEFAULTS if against_the_clock else _CHOSEN_DEFAULTS)["batch_size"]
+    if values["dropout"] is None and against_the_clock:  # otherwise None: the --size preset's P_drop
+        values["dropout"] = MAX_TIME_DEFAULTS["dropout"]
     plan = TrainOptions(**values)
     model_sizes(plan)  # d_model divisible by n_heads, and a size that fits
     return plan

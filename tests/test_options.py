@@ -76,8 +76,10 @@ def test_every_default_is_written_once_in_the_table():
 def test_the_help_shows_the_tables_defaults(capsys):
     parser().print_help()
     text = " ".join(capsys.readouterr().out.split())
-    for fragment in ("(default 96)", "(default 2000 unless --epochs or --max-time is given)", "(default 0.005;",
+    for fragment in ("(default 2000 unless --epochs or --max-time is given)", "(default 0.005;",
                      "(default 100; 4000 with --schedule paper)", "(default: dates,", "(default 5)", "(default 1.0;",
+                     "(default 96; 48 under --max-time without --recipe",
+                     "(overrides --size; default: the size's, 0.1; 0.0 under --max-time without --recipe)",
                      "(default seed, the seed's model", "(default: source)", "(default 100000)", "--max-time DURATION"):
         assert fragment in text, fragment  # fmt: skip
 
@@ -98,7 +100,8 @@ def test_resolve_fills_the_defaults_and_a_plan_resolves_to_itself():
     assert resolve(plan) == plan and plan.given == set(plan.to_dict())
     assert resolve(schedule="paper").learning_rate is None and resolve(schedule="paper").warmup_steps == 4000
     assert resolve(epochs=2).max_steps is None and resolve(max_time="5m").max_steps is None
-    assert TrainOptions().to_dict()["batch_size"] == 96  # unresolved: the table's default where not given
+    assert TrainOptions().to_dict()["eval_steps"] == 500  # unresolved: the table's default where not given
+    assert TrainOptions().to_dict()["batch_size"] is None and resolve().batch_size == 96  # chosen by resolve
     assert "TrainOptions(max_steps=5)" == repr(TrainOptions(max_steps=5))
 
 
@@ -246,7 +249,8 @@ def test_bad_values_are_one_line_naming_the_flag(argv, fragment, capsys):
         (dict(batch_size="96"), "batch_size='96' is not an integer"),
         (dict(batch_size=True), "batch_size=True is not an integer"),
         (dict(max_steps=None), None),  # None: "not given" for an option whose default is None
-        (dict(batch_size=None), "batch_size=None is not an integer"),
+        (dict(batch_size=None), None),  # chosen by resolve: 96, or 48 under max_time
+        (dict(eval_steps=None), "eval_steps=None is not an integer"),
         (dict(task="chess"), "task='chess' is unknown; expected one of copy, dates, numbers, reverse"),
         (dict(streaming="yes"), "streaming='yes' is not True or False"),
         (dict(eval_at_seconds=30), "eval_at_seconds=30 is not a list"),
@@ -314,6 +318,51 @@ def test_max_time_works_with_streaming_and_is_recorded_for_resume():
     plan = resolve(dataset="wmt/wmt14", streaming=True, max_time="5m")
     assert (plan.max_time, plan.max_steps) == (300.0, None)
     assert plan.to_dict()["max_time"] == 300.0
+
+
+def test_max_time_brings_its_own_batch_size_and_dropout():
+    plan = resolve(max_time="60s")
+    assert (plan.batch_size, plan.dropout) == (48, 0.0) == tuple(opts.MAX_TIME_DEFAULTS[name] for name in
+                                                                 ("batch_size", "dropout"))  # fmt: skip
+    assert resolve(plan) == plan and resolve(resolve(plan)) == plan  # a resolved plan resolves to itself
+    assert opts.model_sizes(plan)["dropout"] == 0.0
+    assert parse("--max-time", "60s") == TrainOptions(max_time=60.0, quiet=False)  # filled by resolve, not the parser
+    # Without --max-time: batch 96 and the size preset's dropout, as before.
+    steps = resolve(max_steps=500)
+    assert (steps.batch_size, steps.dropout, opts.model_sizes(steps)["dropout"]) == (96, None, 0.1)
+    assert (resolve(epochs=1).batch_size, resolve(epochs=1).dropout) == (96, None)
+    # The recipe keeps the paper's P_drop and its own batching.
+    paper = resolve(recipe="paper", max_time="1h")
+    assert (paper.batch_size, paper.dropout, paper.tokens_per_batch) == (96, None, 25000)
+
+
+@pytest.mark.parametrize("given", [dict(batch_size=96), dict(dropout=0.1), dict(batch_size=48, dropout=0.0),
+                                   dict(batch_size=7, dropout=0.3)])  # fmt: skip
+def test_given_batch_size_and_dropout_win_over_the_max_time_defaults(given):
+    plan = resolve(max_time="90s", **given)
+    expected = {**opts.MAX_TIME_DEFAULTS, **given}
+    assert (plan.batch_size, plan.dropout) == (expected["batch_size"], expected["dropout"])
+    assert resolve(plan) == plan
+    argv = ["--max-time", "90s"] + [f"{flag_name(name)}={value}" for name, value in given.items()]
+    assert resolve(parse(*argv)) == plan  # the same plan from flags
+    assert opts.model_sizes(plan)["dropout"] == expected["dropout"]
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--batch-size", ""], "--batch-size '' is not an integer"),
+        (["--batch-size", "-48"], "--batch-size -48 is not positive"),
+        (["--batch-size", "nan"], "--batch-size nan is not an integer"),
+        (["--dropout", ""], "--dropout '' is not a number"),
+        (["--dropout", "-0.1"], "--dropout -0.1 is out of range"),
+        (["--dropout=nan"], "--dropout nan"),
+        (["--dropout", "1.5"], "--dropout 1.5 is out of range"),
+    ],
+)
+def test_hostile_batch_size_and_dropout_with_max_time_are_one_line(argv, fragment, capsys):
+    line = usage_error(["--max-time", "60s", *argv], capsys)
+    assert fragment in line, line
 
 
 # ---------------------------------------------------------------------------------------------
