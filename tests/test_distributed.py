@@ -96,18 +96,8 @@ def _free_port() -> str:
         return str(sock.getsockname()[1])
 
 
-def test_accelerate_launch_two_processes_keep_identical_weights(tmp_path):
-    accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
-    # accelerate's "--multi_gpu" is its torchrun-based launcher; without GPUs the processes use gloo
-    # on the CPU ("--cpu" would instead start a single process, or use mpirun with a hostfile).
-    command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", _free_port(),
-    ]  # fmt: skip
-    _check(_launch(command, tmp_path))
-
-
-@pytest.mark.slow
+# The launchers: torchrun runs the trainer script above; `accelerate launch --multi_gpu` (accelerate's torchrun-based
+# launcher: without GPUs the processes use gloo on the CPU) runs `miniformer train` below, the same trainer.
 def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port()]
     _check(_launch(command, tmp_path))
@@ -185,25 +175,37 @@ FSDP_SCRIPT = textwrap.dedent(
                    "moved": any(not torch.equal(held[n], initial[n]) for n in held),
                    "backend": torch.distributed.get_backend(), "world_size": trainer.hf_trainer.args.world_size},
                   handle)
+
+    # Then, in the same two processes (starting them is most of a launch's time), the whole command line.
+    from miniformer_hf.cli import main
+    sys.exit(main(["train", *json.loads(sys.argv[2]), "--output-dir", os.path.join(out_dir, "run")]))
     """
 )
 
 
-def test_accelerate_launch_fsdp2_on_cpu_shards_trains_and_saves_the_full_model(tmp_path):
+@pytest.fixture(scope="module")
+def fsdp_launch(tmp_path_factory):
+    """One `accelerate launch` with configs/accelerate_fsdp2_cpu.yaml (as documented in the README) of FSDP_SCRIPT:
+    TransformerTrainer on a model of its own, then `miniformer train` (SMALL_RUN) into "run". Returns its folder."""
     accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
+    folder = tmp_path_factory.mktemp("fsdp")
+    config_file = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "accelerate_fsdp2_cpu.yaml")
+    script = folder / "train_fsdp.py"
+    script.write_text(FSDP_SCRIPT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [accelerate, "launch", "--config_file", config_file, "--main_process_port", _free_port(),
+               str(script), str(folder), json.dumps(SMALL_RUN)]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder
+
+
+def test_accelerate_launch_fsdp2_on_cpu_shards_trains_and_saves_the_full_model(fsdp_launch):
     import torch
 
     from miniformer_hf import MiniformerForConditionalGeneration
 
-    config_file = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "accelerate_fsdp2_cpu.yaml")
-    script = tmp_path / "train_fsdp.py"
-    script.write_text(FSDP_SCRIPT)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [accelerate, "launch", "--config_file", config_file, "--main_process_port", _free_port(),
-               str(script), str(tmp_path)]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
+    tmp_path = fsdp_launch
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert all(r["fsdp"] and r["world_size"] == 2 and r["backend"] == "gloo" for r in reports), reports
     assert all(r["moved"] for r in reports), "training did not change the weights"
@@ -226,20 +228,10 @@ def test_accelerate_launch_fsdp2_on_cpu_shards_trains_and_saves_the_full_model(t
     assert all(torch.equal(at_six.state_dict()[name], tensor) for name, tensor in held[0].items())
 
 
-@pytest.mark.slow
-def test_miniformer_train_under_accelerate_launch_with_fsdp2(tmp_path):
-    """The whole `miniformer train` command under the FSDP2 config: trains sharded, evaluates, and the main
-    process writes a normal run folder from the gathered weights."""
-    accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
-    config_file = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "accelerate_fsdp2_cpu.yaml")
-    output_dir = tmp_path / "run"
-    command = [
-        accelerate, "launch", "--config_file", config_file, "--main_process_port", _free_port(),
-        "-m", "miniformer_hf.cli", "train", *SMALL_RUN, "--output-dir", str(output_dir),
-    ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_miniformer_train_under_accelerate_launch_with_fsdp2(fsdp_launch):
+    """The whole `miniformer train` command under the FSDP2 config, after the trainer above in the same processes:
+    trains sharded, evaluates, and the main process writes a normal run folder from the gathered weights."""
+    tmp_path, output_dir = fsdp_launch, fsdp_launch / "run"
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["max_steps"] == SMALL_RUN_STEPS
     files = set(os.listdir(output_dir))

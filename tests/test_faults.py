@@ -105,6 +105,11 @@ def run_together(tmp_path_factory, pairs_file, cli_run) -> dict:
     return {name: (folders[name], results[name]) for name in TOGETHER}
 
 
+@run_together_case("average in a fresh process")  # the first case: the process has imported nothing else yet
+def _average_own_checkpoints(folder, pairs, finished):
+    return ["average", "--model", str(finished), "--last", "2", "--output-dir", str(folder / "avg")]
+
+
 # ---------------------------------------------------------------------------------------------
 # 1-4: data lost or overwritten
 # ---------------------------------------------------------------------------------------------
@@ -426,15 +431,11 @@ def two_checkpoints(cli_run):
     return cli_run
 
 
-def test_average_in_a_fresh_process_loads_its_own_checkpoints_without_a_prompt(two_checkpoints, tmp_path):
+def test_average_in_a_fresh_process_loads_its_own_checkpoints_without_a_prompt(two_checkpoints, run_together):
     # 23.8: no trust_remote_code prompt (stdin closed: a prompt would fail) for the package's own run folders.
-    result = subprocess.run(
-        [sys.executable, "-m", "miniformer_hf.cli", "average", "--model", str(two_checkpoints), "--last", "2",
-         "--output-dir", str(tmp_path / "avg")],
-        capture_output=True, text=True, env=ENV, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "trust_remote_code" not in result.stderr and (tmp_path / "avg" / "model.safetensors").is_file()
+    folder, result = run_together["average in a fresh process"]
+    assert result["code"] == 0, result["stderr"]
+    assert "trust_remote_code" not in result["stderr"] and (folder / "avg" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -120,38 +120,30 @@ def test_paper_schedule_refuses_a_learning_rate(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# A model that learns: the toy copy task
+# A model that learns: the date task of the session's trained run (tests/conftest.py)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_toy_copy_task_learns_to_copy(tmp_path):
-    # The margin (>= 95% of 200 held-out strings, not 100%) holds on any x86-64 CPU: a seeded run
-    # follows another float path with AVX2 than with AVX-512 (0.99 was seen on an AMD EPYC). An
-    # untrained or broken model scores 0%, so the test still fails on one.
-    started = time.perf_counter()
-    data = make_toy_dataset("copy", num_train=4000, num_validation=200, num_test=200, max_len=8, seed=0)
-    tokenizer = train_char_tokenizer(list(data["train"]["source"]) + list(data["train"]["target"]))
-    model = tiny_model(len(tokenizer), d_model=64, n_heads=4, n_layers=2, d_ff=128, dropout=0.0)
-    trainer = TransformerTrainer(
-        model,
-        tokenizer,
-        output_dir=tmp_path,
-        learning_rate=3e-3,
-        schedule="inverse_sqrt",
-        warmup_steps=50,
-        batch_size=64,
-        label_smoothing=0.0,
-        seed=0,
-    )
-    trainer.train(data["train"], max_steps=500)
-    metrics = trainer.evaluate(data["test"])
-    elapsed = time.perf_counter() - started
-    assert metrics["eval_exact_match"] >= 0.95, metrics
-    assert metrics["eval_cer"] <= 0.02, metrics
-    assert {"eval_loss", "eval_cer", "eval_bleu"} <= metrics.keys()
-    assert trainer.generate(["a b c"]) == ["a b c"]
-    # Time is reported, not asserted: speed is measured by the benchmark scripts.
-    print(f"toy copy task: {metrics['eval_exact_match']:.1%} exact match in {elapsed:.1f} s")
+def test_the_trainer_teaches_a_model_the_date_task(date_run, tmp_path):
+    # `date_run` is TransformerTrainer's own work: 400 steps of the inverse-sqrt schedule from a seeded model
+    # (built once per session, shared with the demo tests). About 90% of held-out dates come out exactly right on
+    # an AMD EPYC (AVX2); the margin (>= 75%) holds on another float path (AVX-512), while an untrained or broken
+    # model scores 0%, so this still fails on one.
+    from transformers import AutoTokenizer
+
+    from miniformer_hf.data import load_task
+
+    model = MiniformerForConditionalGeneration.from_pretrained(date_run)
+    tokenizer = AutoTokenizer.from_pretrained(date_run)
+    held_out = load_task("dates", num_train=5000, seed=0)["test"].select(range(200))
+    trainer = TransformerTrainer(model, tokenizer, output_dir=tmp_path, batch_size=64, report_to=[])
+    metrics = trainer.evaluate(held_out)
+    assert metrics["eval_exact_match"] >= 0.75, metrics
+    assert metrics["eval_cer"] <= 0.06, metrics
+    assert {"eval_loss", "eval_cer", "eval_bleu", "eval_chrf"} <= metrics.keys()
+    generated = trainer.generate(held_out["source"])  # the seed API's generate() agrees with the evaluation
+    right = sum(text == target for text, target in zip(generated, held_out["target"]))
+    assert right == round(metrics["eval_exact_match"] * len(held_out)), (right, metrics)
 
 
 # ---------------------------------------------------------------------------------------------
