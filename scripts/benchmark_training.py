@@ -6,6 +6,7 @@
     python scripts/benchmark_training.py --bart            # also the BART reference, same data and budget
     python scripts/benchmark_training.py --task numbers --bart   # long outputs (~100 characters): both recipes
     python scripts/benchmark_training.py --json out.json -- --max-steps 500   # extra flags for miniformer train
+    python scripts/benchmark_training.py --max-time 60s 90s 300s --seeds 0 1 2   # time budgets (see below)
 
 The default run is started as a subprocess exactly as a user types it (`miniformer train`, plus
 ``--task`` when one is given), plus ``--eval-at-seconds 60 90 300``: when the training clock reaches
@@ -13,6 +14,10 @@ those marks, greedy exact match on the held-out test examples is measured. The t
 time spent evaluating (periodic validation and these measurements), so evaluation does not count
 against training; data generation, tokenizer training and start-up are not training either. The
 wall time reported is the whole command, start-up to run folder.
+
+With ``--max-time``, each budget (and each of ``--seeds``) is its own run, `miniformer train --max-time BUDGET
+--seed S` as a user types it, whose schedule ends at the budget; the table gives the steps it reached in that time,
+its training time and the held-out exact match of the model it published.
 
 The BART reference (``--bart``) trains `BartForConditionalGeneration` of the same size as the seed
 model from scratch with `Seq2SeqTrainer` on the same dates: character tokenizer, AdamW 1e-3, warmup
@@ -77,6 +82,35 @@ def run_miniformer(extra: list[str], output_dir: Path, task: str | None = None) 
         "held_out_examples": metrics["num_evaluated"]["test"],
         **by_time,
         "notes": notes,
+        "load_before": load_before,
+        "load_after": machine_load(),
+    }
+
+
+def run_max_time(budget: str, seed: int | None, extra: list[str], output_dir: Path, task: str | None = None) -> dict:
+    """`miniformer train --max-time budget [--seed seed]`: one run of its own (see the module docstring)."""
+    executable = shutil.which("miniformer")
+    flags = [*(["--task", task] if task else []), "--max-time", budget, *(["--seed", str(seed)] if seed is not None else [])]
+    command = [*([executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]), "train", *flags,
+               "--output-dir", str(output_dir), "--overwrite", *extra]  # fmt: skip
+    load_before = machine_load()
+    started = time.perf_counter()
+    result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark: `{' '.join(command)}` failed with exit code {result.returncode}")
+    metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+    return {
+        "name": " ".join(["miniformer train", *flags]),
+        "command": " ".join(["miniformer train", *flags, *extra]),
+        "max_time": metrics["max_time"],
+        "wall_seconds": wall,
+        "training_seconds": metrics["training_seconds"],
+        "steps": metrics["max_steps"],
+        "batch_size": metrics.get("per_device_train_batch_size"),
+        "threads": metrics.get("threads"),
+        "held_out_exact_match": metrics["eval_exact_match"],
+        "held_out_examples": metrics["num_evaluated"]["test"],
         "load_before": load_before,
         "load_after": machine_load(),
     }
@@ -171,9 +205,13 @@ def print_table(rows: list[dict]) -> None:
         ("EM @60 s", "exact_match_after_60s", "{:.3f}"),
         ("EM @90 s", "exact_match_after_90s", "{:.3f}"),
         ("EM @300 s", "exact_match_after_300s", "{:.3f}"),
+        ("batch", "batch_size", "{}"),
+        ("threads", "threads", "{}"),
         ("EM final", "held_out_exact_match", "{:.4f}"),
         ("load before/after", None, "{}"),
     ]
+    # The columns some row fills: the marks for the default run, batch and threads for --max-time runs.
+    columns = [column for column in columns if column[1] is None or any(column[1] in row for row in rows)]
     lines = [[title for title, _, _ in columns]]
     for row in rows:
         cells = []
@@ -191,9 +229,30 @@ def print_table(rows: list[dict]) -> None:
             print("-+-".join("-" * width for width in widths))
 
 
+def _duration(text: str) -> str:
+    """A --max-time budget as `miniformer train` reads it (checked here, so a typo fails before the first run)."""
+    from miniformer_hf.option_values import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; expected a whole number >= 0") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; expected a whole number >= 0")
+    return seed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=Path(__file__).name, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--output-dir",
@@ -218,11 +277,31 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="torch threads for the BART reference (default: as many as the default miniformer train uses)",
     )
+    parser.add_argument(
+        "--max-time",
+        nargs="+",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="instead of the default run: one `miniformer train --max-time DURATION` run per budget (60s 90s 300s)",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=_seed, default=None, metavar="SEED", help="with --max-time: one run per seed"
+    )
     parser.add_argument("extra", nargs="*", help="extra flags for `miniformer train`, after --")
     args = parser.parse_args(argv)
+    if args.seeds is not None and args.max_time is None:
+        parser.error("--seeds goes with --max-time; expected --max-time DURATION ... --seeds SEED ...")
+    if args.max_time is not None and (args.bart or args.bart_only):
+        parser.error("--max-time runs Miniformer only; expected it without --bart and --bart-only")
 
     rows = []
-    if not args.bart_only:
+    if args.max_time is not None:
+        for budget in args.max_time:
+            for seed in args.seeds or [None]:
+                rows.append(run_max_time(budget, seed, args.extra, Path(args.output_dir), args.task))
+                shutil.rmtree(args.output_dir, ignore_errors=True)
+    elif not args.bart_only:
         rows.append(run_miniformer(args.extra, Path(args.output_dir), args.task))
     if args.bart or args.bart_only:
         budget = args.bart_seconds or max(MARKS[-1] + 1, (rows[0]["training_seconds"] or 0) if rows else 0)
