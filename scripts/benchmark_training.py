@@ -49,18 +49,24 @@ def machine_load() -> str:
         return "load average unavailable"
 
 
-def run_miniformer(extra: list[str], output_dir: Path, task: str | None = None) -> dict:
+def train(arguments: list[str], output_dir: Path) -> tuple[dict, float, str]:
+    """Run `miniformer train ARGUMENTS --output-dir OUTPUT_DIR --overwrite` as a user types it; return its
+    metrics.json, its wall time and the machine's load average before it started."""
     executable = shutil.which("miniformer")
-    command = [executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]
-    command += ["train", *(["--task", task] if task else []), "--output-dir", str(output_dir), "--overwrite",
-                "--eval-at-seconds", *map(str, MARKS), *extra]  # fmt: skip
+    command = [*([executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]), "train", *arguments,
+               "--output-dir", str(output_dir), "--overwrite"]  # fmt: skip
     load_before = machine_load()
     started = time.perf_counter()
     result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"benchmark: `{' '.join(command)}` failed with exit code {result.returncode}")
-    metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+    return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8")), wall, load_before
+
+
+def run_miniformer(extra: list[str], output_dir: Path, task: str | None = None) -> dict:
+    arguments = [*(["--task", task] if task else []), "--eval-at-seconds", *map(str, MARKS), *extra]
+    metrics, wall, load_before = train(arguments, output_dir)
     by_time = {
         f"exact_match_after_{int(entry['seconds'])}s": entry["exact_match"]
         for entry in metrics.get("by_training_time", [])
@@ -89,17 +95,8 @@ def run_miniformer(extra: list[str], output_dir: Path, task: str | None = None) 
 
 def run_max_time(budget: str, seed: int | None, extra: list[str], output_dir: Path, task: str | None = None) -> dict:
     """`miniformer train --max-time budget [--seed seed]`: one run of its own (see the module docstring)."""
-    executable = shutil.which("miniformer")
     flags = [*(["--task", task] if task else []), "--max-time", budget, *(["--seed", str(seed)] if seed is not None else [])]
-    command = [*([executable] if executable else [sys.executable, "-m", "miniformer_hf.cli"]), "train", *flags,
-               "--output-dir", str(output_dir), "--overwrite", *extra]  # fmt: skip
-    load_before = machine_load()
-    started = time.perf_counter()
-    result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"benchmark: `{' '.join(command)}` failed with exit code {result.returncode}")
-    metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics, wall, load_before = train([*flags, *extra], output_dir)
     return {
         "name": " ".join(["miniformer train", *flags]),
         "command": " ".join(["miniformer train", *flags, *extra]),
