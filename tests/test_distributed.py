@@ -145,6 +145,15 @@ FSDP_SCRIPT = textwrap.dedent(
 
     out_dir = sys.argv[1]
     rank = int(os.environ["RANK"])
+
+    # First the whole command line, as the first thing these processes do (as under `accelerate launch -m
+    # miniformer_hf.cli train`); then, in the same two processes (starting them is most of a launch's time), the
+    # trainer on a model of its own.
+    from miniformer_hf.cli import main
+    code = main(["train", *json.loads(sys.argv[2]), "--output-dir", os.path.join(out_dir, "run")])
+    if code:
+        sys.exit(code)
+
     torch.manual_seed(0)
     model = MiniformerForConditionalGeneration(
         MiniformerConfig(vocab_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.1)
@@ -175,10 +184,6 @@ FSDP_SCRIPT = textwrap.dedent(
                    "moved": any(not torch.equal(held[n], initial[n]) for n in held),
                    "backend": torch.distributed.get_backend(), "world_size": trainer.hf_trainer.args.world_size},
                   handle)
-
-    # Then, in the same two processes (starting them is most of a launch's time), the whole command line.
-    from miniformer_hf.cli import main
-    sys.exit(main(["train", *json.loads(sys.argv[2]), "--output-dir", os.path.join(out_dir, "run")]))
     """
 )
 
@@ -186,7 +191,7 @@ FSDP_SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def fsdp_launch(tmp_path_factory):
     """One `accelerate launch` with configs/accelerate_fsdp2_cpu.yaml (as documented in the README) of FSDP_SCRIPT:
-    TransformerTrainer on a model of its own, then `miniformer train` (SMALL_RUN) into "run". Returns its folder."""
+    `miniformer train` (SMALL_RUN) into "run", then TransformerTrainer on a model of its own. Returns its folder."""
     accelerate = shutil.which("accelerate") or pytest.skip("the accelerate launcher is not on PATH")
     folder = tmp_path_factory.mktemp("fsdp")
     config_file = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "accelerate_fsdp2_cpu.yaml")
@@ -229,8 +234,8 @@ def test_accelerate_launch_fsdp2_on_cpu_shards_trains_and_saves_the_full_model(f
 
 
 def test_miniformer_train_under_accelerate_launch_with_fsdp2(fsdp_launch):
-    """The whole `miniformer train` command under the FSDP2 config, after the trainer above in the same processes:
-    trains sharded, evaluates, and the main process writes a normal run folder from the gathered weights."""
+    """The whole `miniformer train` command under the FSDP2 config (the launch's first job): trains sharded,
+    evaluates, and the main process writes a normal run folder from the gathered weights."""
     tmp_path, output_dir = fsdp_launch, fsdp_launch / "run"
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["max_steps"] == SMALL_RUN_STEPS

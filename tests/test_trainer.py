@@ -143,7 +143,8 @@ def test_the_trainer_teaches_a_model_the_date_task(date_run, tmp_path):
     assert {"eval_loss", "eval_cer", "eval_bleu", "eval_chrf"} <= metrics.keys()
     generated = trainer.generate(held_out["source"])  # the seed API's generate() agrees with the evaluation
     right = sum(text == target for text, target in zip(generated, held_out["target"]))
-    assert right == round(metrics["eval_exact_match"] * len(held_out)), (right, metrics)
+    # (other batches pad differently, which may flip a near-tie: a date or two either way)
+    assert abs(right - metrics["eval_exact_match"] * len(held_out)) <= 2, (right, metrics)
 
 
 # ---------------------------------------------------------------------------------------------
