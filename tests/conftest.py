@@ -87,6 +87,23 @@ def built_once(tmp_path_factory, name: str, build) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts are not a package); its sibling scripts importable meanwhile."""
+    import importlib.util
+
+    sys.path.insert(0, str(SCRIPTS_DIR))
+    try:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS_DIR / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPTS_DIR))
+    return module
+
+
 def cli_env(**extra) -> dict:
     """The environment of a `miniformer` subprocess: this checkout first, offline, one thread."""
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))

@@ -3,23 +3,19 @@ summary and verdict, the busy processes, and a dry run. The benchmark itself run
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import SCRIPTS_DIR, load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_threads.py"
+SCRIPT = SCRIPTS_DIR / "benchmark_threads.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_threads", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark_threads")
 
 
 def test_the_plan_runs_every_configuration_each_repeat_in_a_rotating_order(bench):

@@ -1,26 +1,14 @@
 """scripts/profile_step.py sorts the profiler's operator times into kinds of work; these tests check the
 sorting and that the kinds add up to the measured time."""
 
-import importlib.util
 import time
-from pathlib import Path
 
 import torch
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from conftest import load_script
 
 
 def load_profile_script():
-    import sys
-
-    sys.path.insert(0, str(SCRIPTS))  # profile_step imports its sibling benchmark.py
-    try:
-        spec = importlib.util.spec_from_file_location("profile_step", SCRIPTS / "profile_step.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return module
+    return load_script("profile_step")  # it imports its sibling benchmark.py
 
 
 def test_operators_are_sorted_into_kinds():
