@@ -29,6 +29,7 @@ clock. It is a point of comparison only and is not part of the package.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -93,9 +94,9 @@ def run_miniformer(extra: list[str], output_dir: Path, task: str | None = None) 
     }
 
 
-def run_max_time(budget: str, seed: int | None, extra: list[str], output_dir: Path, task: str | None = None) -> dict:
+def run_max_time(budget: str, seed: str | None, extra: list[str], output_dir: Path, task: str | None = None) -> dict:
     """`miniformer train --max-time budget [--seed seed]`: one run of its own (see the module docstring)."""
-    flags = [*(["--task", task] if task else []), "--max-time", budget, *(["--seed", str(seed)] if seed is not None else [])]
+    flags = [*(["--task", task] if task else []), "--max-time", budget, *(["--seed", seed] if seed is not None else [])]
     metrics, wall, load_before = train([*flags, *extra], output_dir)
     return {
         "name": " ".join(["miniformer train", *flags]),
@@ -226,25 +227,20 @@ def print_table(rows: list[dict]) -> None:
             print("-+-".join("-" * width for width in widths))
 
 
-def _duration(text: str) -> str:
-    """A --max-time budget as `miniformer train` reads it (checked here, so a typo fails before the first run)."""
-    from miniformer_hf.option_values import parse_duration
+def _as_train_checks(name: str):
+    """argparse's ``type`` for a value passed on to `miniformer train`'s option ``name``: checked by the options
+    table's own kind (so a typo fails before the first run, with the command's own message); the text is kept."""
+    from miniformer_hf.option_values import ArgumentType
+    from miniformer_hf.options import TrainOptions
 
-    try:
-        parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+    check = ArgumentType(name, next(f.metadata["kind"] for f in dataclasses.fields(TrainOptions) if f.name == name))
 
+    def typed(text: str) -> str:
+        check(text)
+        return text
 
-def _seed(text: str) -> int:
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; expected a whole number >= 0") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; expected a whole number >= 0")
-    return seed
+    typed.__name__ = name
+    return typed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,13 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-time",
         nargs="+",
-        type=_duration,
+        type=_as_train_checks("max_time"),
         default=None,
         metavar="DURATION",
         help="instead of the default run: one `miniformer train --max-time DURATION` run per budget (60s 90s 300s)",
     )
     parser.add_argument(
-        "--seeds", nargs="+", type=_seed, default=None, metavar="SEED", help="with --max-time: one run per seed"
+        "--seeds", nargs="+", type=_as_train_checks("seed"), default=None, metavar="SEED", help="with --max-time: one run per seed"
     )
     parser.add_argument("extra", nargs="*", help="extra flags for `miniformer train`, after --")
     args = parser.parse_args(argv)
@@ -297,7 +293,6 @@ def main(argv: list[str] | None = None) -> int:
         for budget in args.max_time:
             for seed in args.seeds or [None]:
                 rows.append(run_max_time(budget, seed, args.extra, Path(args.output_dir), args.task))
-                shutil.rmtree(args.output_dir, ignore_errors=True)
     elif not args.bart_only:
         rows.append(run_miniformer(args.extra, Path(args.output_dir), args.task))
     if args.bart or args.bart_only:
