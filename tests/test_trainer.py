@@ -125,10 +125,10 @@ def test_paper_schedule_refuses_a_learning_rate(tmp_path):
 
 
 def test_the_trainer_teaches_a_model_the_date_task(date_run, tmp_path):
-    # `date_run` is TransformerTrainer's own work: 400 steps of the inverse-sqrt schedule from a seeded model
-    # (built once per session, shared with the demo tests). About 90% of held-out dates come out exactly right on
-    # an AMD EPYC (AVX2); the margin (>= 75%) holds on another float path (AVX-512), while an untrained or broken
-    # model scores 0%, so this still fails on one.
+    # `date_run` is TransformerTrainer's own work: 350 steps of warmup then linear decay from a seeded model (built
+    # once per session, shared with the demo tests). About 95% of held-out dates come out exactly right on an AMD
+    # EPYC (AVX2); the margin (>= 75%) holds on another float path (AVX-512), while an untrained or broken model
+    # scores 0%, so this still fails on one.
     from transformers import AutoTokenizer
 
     from miniformer_hf.data import load_task
